@@ -51,7 +51,7 @@ def test_attend_is_tied_and_float32(dtype):
 
 
 def test_init_scale_and_logical_axes():
-    _, variables = Embed(num_embeddings=1000, features=64).init(jax.random.key(0), IDS)
+    variables = Embed(num_embeddings=1000, features=64).init(jax.random.key(0), IDS)
     table = nn.unbox(variables)["params"]["embedding"]
     assert abs(float(jnp.std(table)) - 64**-0.5) < 0.01
     assert nn.get_partition_spec(variables)["params"]["embedding"] == jax.P("vocab", "embed")

@@ -29,8 +29,15 @@ Initializer = nn.initializers.Initializer
 
 
 def concrete_value(x: Any) -> np.ndarray | None:
-    """``x`` as a numpy array, or None when it is a tracer (value unknown until run time)."""
+    """``x`` as a numpy array, or None when its value is not available on this host.
+
+    That is a tracer (value unknown until run time) or a multi-host array whose
+    shards live partly on other processes. Outside ``jit`` this copies a jax
+    array to the host, a sync that jitted training steps never pay.
+    """
     try:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return None
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
