@@ -138,7 +138,8 @@ def tpu_attention(q, k, v, spec: Spec, *, interpret: bool = False):
                   for x, size in ((q, tp), (k, sp), (v, sp)))
     bias = spec.bias
     if bias is not None:
-        bias = jnp.broadcast_to(bias, (b, n, t, s)).astype(jnp.float32)
+        # The kernel scales (q.k + ab) as a whole, so pre-divide to add `bias` after scaling.
+        bias = jnp.broadcast_to(bias, (b, n, t, s)).astype(jnp.float32) / spec.scale
         bias = _pad_len(_pad_len(bias, 2, tp), 3, sp)
     call = lambda: tpu_flash.flash_attention(  # noqa: E731
         qt, kt, vt, ab=bias, segment_ids=tpu_flash.SegmentIds(q=q_seg, kv=kv_seg),
