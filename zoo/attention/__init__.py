@@ -29,3 +29,7 @@ __all__ = [
     "segment_mask",
     "structural_mask",
 ]
+
+from zoo.attention.mha import MultiHeadAttention  # noqa: E402
+
+__all__ += ["MultiHeadAttention"]

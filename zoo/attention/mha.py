@@ -1,0 +1,225 @@
+"""Multi-head attention (MHA, GQA, MQA) with an autoregressive KV cache.
+
+Glossary: B batch, T query length, S key length, D model width, N query heads,
+K key/value heads (K divides N), H head dim, L cache length.
+
+Parameters carry logical axis names ('embed', 'heads', 'kv_heads',
+'head_dim'); activations are constrained to ('batch', 'length', ...) so the
+sharding rules decide where everything lives.
+
+KV cache (``decode=True``, self-attention only), in the style of Flax's lm1b:
+initialise the module with ``decode=True`` and a [B, L, D] input to create the
+'cache' collection (keys/values [B, L, K, H] and a per-sequence write index
+[B]); then call it with any number of new tokens at a time -- a whole prompt,
+then one token per step. New tokens are written at each sequence's index and
+attend causally (query offset = that index) to everything written so far.
+``lengths`` lets a batch of right-padded prompts of different lengths advance
+each sequence by its own length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from zoo.attention.api import dot_product_attention, reference_attention
+from zoo.nn.positional import apply_rotary
+
+Dtype = Any
+
+
+def _partitioned(init, names):
+    return nn.with_logical_partitioning(init, names)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention over [B, T, D] queries and [B, S, Dkv] keys/values.
+
+    Attributes:
+      num_heads: N, query heads.
+      num_kv_heads: K, key/value heads (default N; 1 is MQA). Must divide N.
+      head_dim: H (default D // N).
+      out_features: output width (default D of the queries).
+      use_bias: biases on the projections.
+      dropout_rate: dropout on the attention weights while training. Weights only
+        exist in the reference kernel, so a training step with dropout > 0 uses it.
+      is_causal, local_window: structural masks, see ``dot_product_attention``.
+      rotary: apply rotary position embeddings to queries and keys.
+      implementation: attention kernel name, or None for the platform's best.
+    """
+
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    out_features: int | None = None
+    use_bias: bool = True
+    dropout_rate: float = 0.0
+    is_causal: bool = False
+    local_window: int | tuple[int, int] | None = None
+    rotary: bool = False
+    rotary_max_wavelength: float = 10000.0
+    implementation: str | None = None
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Any = nn.initializers.xavier_uniform()
+
+    def _sizes(self, d: int) -> tuple[int, int, int]:
+        n = self.num_heads
+        kh = self.num_kv_heads or n
+        if n <= 0 or kh <= 0:
+            raise ValueError(f"num_heads ({n}) and num_kv_heads ({kh}) must be positive")
+        if n % kh:
+            raise ValueError(f"num_heads={n} must be a multiple of num_kv_heads={kh}")
+        h = self.head_dim
+        if h is None:
+            if d % n:
+                raise ValueError(f"model width D={d} must be divisible by num_heads={n} "
+                                 "when head_dim is not given")
+            h = d // n
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        return n, kh, h
+
+    def _dense(self, heads: int, head_dim: int, head_axis: str, name: str):
+        return nn.DenseGeneral(
+            features=(heads, head_dim), use_bias=self.use_bias, dtype=self.dtype,
+            param_dtype=self.param_dtype, name=name,
+            kernel_init=_partitioned(self.kernel_init, ("embed", head_axis, "head_dim")),
+            bias_init=_partitioned(nn.initializers.zeros, (head_axis, "head_dim")),
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs_q,
+        inputs_kv=None,
+        *,
+        mask=None,
+        bias=None,
+        q_lengths=None,
+        kv_lengths=None,
+        segment_ids=None,
+        positions=None,
+        lengths=None,
+        deterministic: bool = True,
+        decode: bool = False,
+        return_weights: bool = False,
+    ):
+        """Attends ``inputs_q`` [B, T, D] to ``inputs_kv`` [B, S, Dkv] (default: itself).
+
+        Args:
+          mask, bias, q_lengths, kv_lengths, segment_ids: as in ``dot_product_attention``.
+          positions: [B, T] token positions for rotary embeddings (default 0..T-1, or the
+            cache index onwards when decoding).
+          lengths: [B] number of real new tokens per sequence when decoding (default T).
+          deterministic: no dropout when True.
+          decode: use and update the KV cache (self-attention only).
+          return_weights: also return the [B, N, T, S] attention weights.
+
+        Returns:
+          [B, T, out_features], or (that, weights [B, N, T, S]) with ``return_weights``.
+        """
+        if inputs_q.ndim != 3:
+            raise ValueError(f"inputs_q must be [B, T, D], got shape {list(inputs_q.shape)}")
+        self_attention = inputs_kv is None
+        inputs_kv = inputs_q if self_attention else inputs_kv
+        if inputs_kv.ndim != 3 or inputs_kv.shape[0] != inputs_q.shape[0]:
+            raise ValueError(f"inputs_kv must be [B, S, Dkv] with B={inputs_q.shape[0]}, got "
+                             f"shape {list(inputs_kv.shape)}")
+        d = inputs_q.shape[-1]
+        n, kh, h = self._sizes(d)
+        b, t = inputs_q.shape[:2]
+
+        q = self._dense(n, h, "heads", "query")(inputs_q)  # [B, T, N, H]
+        k = self._dense(kh, h, "kv_heads", "key")(inputs_kv)  # [B, S, K, H]
+        v = self._dense(kh, h, "kv_heads", "value")(inputs_kv)  # [B, S, K, H]
+        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
+        k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
+        v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
+
+        q_offset = 0
+        keys_rotated = False  # the cache rotates keys as it stores them
+        if decode:
+            if not self_attention:
+                raise ValueError("decode=True needs self-attention (inputs_kv=None); "
+                                 "cross-attention keys do not change while decoding")
+            cache = self._cache(k, v)
+            if cache is not None:
+                k, v, q_offset, kv_lengths = self._update_cache(cache, k, v, lengths)
+                keys_rotated = True
+        if self.rotary:
+            if positions is None:
+                positions = jnp.arange(t)[None, :] + jnp.reshape(q_offset, (-1, 1))  # [B|1, T]
+                positions = jnp.broadcast_to(positions, (b, t))
+            q = apply_rotary(q, positions, max_wavelength=self.rotary_max_wavelength)
+            if not keys_rotated:
+                kv_pos = positions if self_attention else jnp.broadcast_to(
+                    jnp.arange(k.shape[1])[None, :], k.shape[:2])
+                k = apply_rotary(k, kv_pos, max_wavelength=self.rotary_max_wavelength)
+
+        options = dict(
+            mask=mask, bias=bias, is_causal=self.is_causal, local_window=self.local_window,
+            q_offset=q_offset, q_lengths=q_lengths, kv_lengths=kv_lengths,
+            segment_ids=segment_ids,
+        )
+        dropout = self.dropout_rate > 0.0 and not deterministic
+        weights = None
+        if dropout or return_weights:
+            out, weights = reference_attention(q, k, v, return_weights=True, **options)
+            if dropout:
+                weights = nn.Dropout(self.dropout_rate)(weights, deterministic=False)
+                out = _weighted_values(weights, v).astype(q.dtype)
+        else:
+            out = dot_product_attention(q, k, v, implementation=self.implementation, **options)
+        out = nn.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))
+        y = nn.DenseGeneral(
+            features=self.out_features or d, axis=(-2, -1), use_bias=self.use_bias,
+            dtype=self.dtype, param_dtype=self.param_dtype, name="out",
+            kernel_init=_partitioned(self.kernel_init, ("heads", "head_dim", "embed")),
+            bias_init=_partitioned(nn.initializers.zeros, ("embed",)),
+        )(out)  # [B, T, D]
+        y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
+        return (y, weights) if return_weights else y
+
+    def _cache(self, k, v):
+        """The cache variables, or None on the call that creates them."""
+        initialised = self.has_variable("cache", "cached_key")
+        b, length, kh, h = k.shape
+        cached_k = self.variable("cache", "cached_key", jnp.zeros, (b, length, kh, h), k.dtype)
+        cached_v = self.variable("cache", "cached_value", jnp.zeros, (b, length, kh, h), v.dtype)
+        index = self.variable("cache", "cache_index", jnp.zeros, (b,), jnp.int32)
+        return (cached_k, cached_v, index) if initialised else None
+
+    def _update_cache(self, cache, k, v, lengths):
+        cached_k, cached_v, index = cache
+        b, t = k.shape[:2]
+        max_len = cached_k.value.shape[1]
+        if t > max_len:
+            raise ValueError(f"{t} new tokens do not fit a KV cache of length {max_len}")
+        start = index.value  # [B]
+        if self.rotary:
+            positions = start[:, None] + jnp.arange(t)[None, :]  # [B, T]
+            k = apply_rotary(k, positions, max_wavelength=self.rotary_max_wavelength)
+
+        def write(buffer, new, i):  # [L, K, H], [T, K, H], []
+            return lax.dynamic_update_slice_in_dim(buffer, new.astype(buffer.dtype), i, axis=0)
+
+        cached_k.value = jax.vmap(write)(cached_k.value, k, start)
+        cached_v.value = jax.vmap(write)(cached_v.value, v, start)
+        advance = jnp.full((b,), t, jnp.int32) if lengths is None else lengths.astype(jnp.int32)
+        index.value = start + advance
+        return cached_k.value, cached_v.value, start, start + t
+
+
+def _weighted_values(weights, v):
+    """weights [B, N, T, S] float32, v [B, S, K, H] -> [B, T, N, H]."""
+    b, n, t, s = weights.shape
+    kh, h = v.shape[2], v.shape[3]
+    w = weights.reshape(b, kh, n // kh, t, s)  # [B, K, G, T, S]
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", w.astype(v.dtype), v,
+                     preferred_element_type=jnp.float32)
+    return out.reshape(b, t, n, h)
