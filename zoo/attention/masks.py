@@ -19,6 +19,7 @@ A dense user mask broadcastable to [B, N, T, S] may be and-ed on top.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 Window = tuple[int, int]
 
@@ -27,12 +28,13 @@ def normalize_window(local_window: int | tuple[int, int] | None) -> Window | Non
     """``w`` -> ``(w, w)``; checks that both sides are non-negative ints."""
     if local_window is None:
         return None
-    if isinstance(local_window, int) and not isinstance(local_window, bool):
+    if isinstance(local_window, int | np.integer) and not isinstance(local_window, bool):
         local_window = (local_window, local_window)
     if (
         not isinstance(local_window, tuple | list)
         or len(local_window) != 2
-        or not all(isinstance(w, int) and not isinstance(w, bool) for w in local_window)
+        or not all(isinstance(w, int | np.integer) and not isinstance(w, bool)
+                   for w in local_window)
         or min(local_window) < 0
     ):
         raise ValueError(

@@ -106,7 +106,7 @@ def _segments(segment_ids, batch: int, t: int, s: int):
                              f"{len(segment_ids)} items")
         q_seg, kv_seg = (jnp.asarray(x) for x in segment_ids)
     else:
-        q_seg = kv_seg = jnp.asarray(segment_ids)
+        q_seg = kv_seg = jnp.asarray(segment_ids).astype(jnp.int32)
         if t != s:
             raise ValueError(f"a single segment_ids array needs T == S (self-attention), got "
                              f"T={t}, S={s}; pass a (q_segment_ids, kv_segment_ids) pair")
@@ -114,6 +114,8 @@ def _segments(segment_ids, batch: int, t: int, s: int):
         if x.shape != (batch, length) or not jnp.issubdtype(x.dtype, jnp.integer):
             raise ValueError(f"segment_ids: {name} must be an int array of shape "
                              f"[{batch}, {length}], got {x.dtype}{list(x.shape)}")
+    if q_seg is kv_seg:  # keep one array: kernels tell self-attention packing by identity
+        return q_seg, kv_seg
     return q_seg.astype(jnp.int32), kv_seg.astype(jnp.int32)
 
 
@@ -125,6 +127,8 @@ def _offset(q_offset, batch: int):
     x = jnp.asarray(q_offset)
     if x.shape == ():
         x = jnp.broadcast_to(x, (batch,))
+    if not isinstance(x, jax.core.Tracer) and x.size and int(np.min(np.asarray(x))) < 0:
+        raise ValueError(f"q_offset must be >= 0, got {np.asarray(x)}")
     if x.shape != (batch,) or not jnp.issubdtype(x.dtype, jnp.integer):
         raise ValueError(f"q_offset must be an int or an int array of shape [B] = [{batch}], "
                          f"got {x.dtype}{list(x.shape)}")
@@ -159,18 +163,24 @@ def check(
                         f"{jnp.result_type(k)}, {jnp.result_type(v)}")
     if b == 0 or t == 0 or s == 0:
         raise ValueError(f"empty attention: B={b}, T={t}, S={s} must all be positive")
+    if h == 0 or n == 0:
+        raise ValueError(f"head dim H={h} and number of heads N={n} must be positive")
     target = (b, n, t, s)
     if mask is not None:
+        mask = np.asarray(mask) if isinstance(mask, list | tuple) else mask
         _check_broadcast("mask", mask, target)
         if jnp.result_type(mask) != jnp.bool_:
             raise TypeError(f"mask must be boolean (True = attend), got {jnp.result_type(mask)}")
     if bias is not None:
         _check_broadcast("bias", bias, target)
+        if not jnp.issubdtype(jnp.result_type(bias), jnp.floating):
+            raise TypeError(f"bias must be a floating array, got {jnp.result_type(bias)}")
     if not isinstance(is_causal, bool):
         raise TypeError(f"is_causal must be a bool, got {is_causal!r}")
     if scale is None:
         scale = 1.0 / math.sqrt(h)
-    elif isinstance(scale, jax.Array) and not isinstance(scale, jax.core.Tracer):
+    elif isinstance(scale, np.generic | np.ndarray) or (
+            isinstance(scale, jax.Array) and not isinstance(scale, jax.core.Tracer)):
         scale = float(scale)
     if not isinstance(scale, float | int):
         raise TypeError(f"scale must be a Python number (it is static), got {type(scale)}")

@@ -1,0 +1,110 @@
+"""The experiment-config schema and its validation.
+
+An experiment config (``configs/*.py``: ``get_config(arg) -> ConfigDict``)
+overrides a subset of :func:`base_config`. Every key must exist in the base
+(or, under ``model``, be a field of the model preset's config dataclass), and
+types must match, so a typo or a wrong type fails before anything compiles,
+naming the key.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from zoo import registry
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.family = "seq2seq"  # how batches feed the model: see zoo/train/families.py
+    c.seed = 0
+
+    # The model: a registry preset plus field overrides (checked against its dataclass).
+    c.model = ml_collections.ConfigDict({"name": "seq2seq_luong_lstm"})
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "date"  # a zoo builder name or any prepared TFDS name
+    c.data.data_dir = ""  # "" -> <workdir>/data
+    c.data.batch_size = 64
+    c.data.eval_batch_size = 256
+    c.data.max_src_len = 40
+    c.data.max_tgt_len = 16
+    c.data.num_train = 20000  # generated tasks: examples in the train split
+    c.data.num_eval = 1000
+    c.data.vocab_size = 8000  # subword vocabulary for real text
+    c.data.tokenizer = "char"  # "char" | "sentencepiece"
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.schedule = "cosine"  # rsqrt | cosine | linear | constant
+    c.optim.learning_rate = 3e-3  # peak; for rsqrt a multiplier of the paper's formula
+    c.optim.warmup_steps = 100
+    c.optim.end_lr_ratio = 0.01
+    c.optim.d_model = 512  # used by the rsqrt schedule only
+    c.optim.num_train_steps = 2000  # the decay horizon; kept equal to train.num_train_steps
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.98
+    c.optim.eps = 1e-9
+    c.optim.weight_decay = 0.0
+    c.optim.clip_grad_norm = 1.0
+    c.optim.grad_accum_steps = 1
+    c.optim.label_smoothing = 0.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_train_steps = 2000
+    c.train.log_every = 50
+    c.train.eval_every = 500
+    c.train.checkpoint_every = 500
+    c.train.max_to_keep = 3
+    c.train.best_metric = "exact_match"
+    c.train.best_mode = "max"
+    c.train.progress_bar = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.method = "greedy"  # greedy | beam
+    c.eval.beam_size = 4
+    c.eval.length_penalty = 0.6
+    c.eval.max_decode_len = 16
+    c.eval.num_examples = 1000  # examples decoded per evaluation
+    c.eval.num_heatmaps = 3
+    return c
+
+
+def _check(section: ml_collections.ConfigDict, base: ml_collections.ConfigDict, path: str):
+    for key, value in section.items():
+        name = f"{path}{key}"
+        if key not in base:
+            raise ValueError(f"unknown config key {name!r}; allowed under "
+                             f"{path.rstrip('.') or 'the top level'}: {sorted(base.keys())}")
+        want = base[key]
+        if isinstance(want, ml_collections.ConfigDict):
+            if not isinstance(value, ml_collections.ConfigDict):
+                raise TypeError(f"config key {name!r} must be a section, got {value!r}")
+            _check(value, want, name + ".")
+        elif want is not None and value is not None:
+            ok = isinstance(value, type(want)) or (
+                isinstance(want, float) and isinstance(value, int) and not isinstance(value, bool))
+            if not ok:
+                raise TypeError(f"config key {name!r} must be {type(want).__name__}, "
+                                f"got {type(value).__name__} {value!r}")
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every key and type; returns the base config with ``config`` merged in."""
+    base = base_config()
+    model = config.get("model", ml_collections.ConfigDict({"name": base.model.name}))
+    rest = ml_collections.ConfigDict({k: v for k, v in config.items() if k != "model"})
+    _check(rest, base, "")
+    merged = base
+    merged.update(rest)
+    overrides = {k: v for k, v in model.items() if k != "name"}
+    registry.make_config(model.get("name", base.model.name), **overrides)  # raises on bad keys
+    merged.model = model
+    if merged.optim.num_train_steps != merged.train.num_train_steps:
+        merged.optim.num_train_steps = merged.train.num_train_steps
+    return merged
+
+
+def model_config(config: ml_collections.ConfigDict):
+    """The model's dataclass config from ``config.model``."""
+    overrides = {k: v for k, v in config.model.items() if k != "name"}
+    return registry.make_config(config.model.name, **overrides)

@@ -1,0 +1,63 @@
+"""Pictures written to the workdir: metric curves and attention heat maps."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from zoo.train import metrics as metrics_lib  # noqa: E402
+
+
+def plot_curves(workdir: str, keys: Sequence[str] = ("loss", "token_accuracy", "exact_match",
+                                                     "bleu", "perplexity")) -> str | None:
+    """One panel per metric found in metrics.jsonl, train and eval lines; returns the PNG path."""
+    records = metrics_lib.read(workdir)
+    present = [k for k in keys if any(k in r for r in records)]
+    if not present:
+        return None
+    fig, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], present, strict=True):
+        for split in ("train", "eval"):
+            pts = [(r["step"], r[key]) for r in records if r.get("split") == split and key in r]
+            if pts:
+                steps, values = zip(*pts, strict=True)
+                ax.plot(steps, values, marker="." if split == "eval" else None, label=split)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        if key in ("loss", "perplexity"):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = os.path.join(workdir, "curves.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_attention(path: str, weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                   title: str = "") -> str:
+    """Heat map of one example's attention, target tokens (rows) x source tokens (columns).
+
+    Args:
+      weights: [T, S] attention weights (rows: generated tokens; columns: source tokens).
+    """
+    weights = np.asarray(weights, np.float32)[: len(tgt_tokens), : len(src_tokens)]
+    fig, ax = plt.subplots(figsize=(0.32 * len(src_tokens) + 2, 0.32 * len(tgt_tokens) + 1.5))
+    ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(src_tokens)), labels=list(src_tokens), rotation=90, fontsize=8)
+    ax.set_yticks(range(len(tgt_tokens)), labels=list(tgt_tokens), fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
