@@ -9,6 +9,7 @@ naming the key.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import ml_collections
 
 from zoo import registry
@@ -104,7 +105,18 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return merged
 
 
-def model_config(config: ml_collections.ConfigDict):
-    """The model's dataclass config from ``config.model``."""
+def model_config(config: ml_collections.ConfigDict, **from_data):
+    """The model's dataclass config from ``config.model``.
+
+    ``from_data`` are fields the data decides (vocabulary sizes); they win over
+    the config. Dtype fields may be given as strings ("bfloat16").
+    """
     overrides = {k: v for k, v in config.model.items() if k != "name"}
+    overrides.update(from_data)
+    preset = registry.get(config.model.name).config
+    for key, value in overrides.items():
+        if isinstance(value, str) and "dtype" in key:
+            overrides[key] = jnp.dtype(value)
+        elif isinstance(value, list) and isinstance(getattr(preset, key, None), tuple):
+            overrides[key] = tuple(value)
     return registry.make_config(config.model.name, **overrides)
