@@ -1,7 +1,8 @@
 """Train a zoo model from an experiment config.
 
     python train.py --config configs/date_seq2seq.py --workdir runs/date
-    python train.py --config configs/date_seq2seq.py:tiny --workdir /tmp/t --config.train.num_train_steps=10
+    python train.py --config configs/date_seq2seq.py:tiny --workdir /tmp/t \
+        --config.train.num_train_steps=10
 
 The work happens in ``zoo.train.train_and_evaluate``; this file only parses
 flags. Re-running the same command resumes from the newest good checkpoint.

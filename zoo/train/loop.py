@@ -45,7 +45,7 @@ def _first_bad_step(losses: list[tuple[int, jax.Array]]) -> int | None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns final metrics."""
+    """Trains ``config`` in ``workdir``, resuming from its checkpoints; returns eval metrics."""
     config = config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
     family = families.get(config.family)
