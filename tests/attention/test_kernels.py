@@ -67,7 +67,6 @@ KERNELS = {
     "blockwise": functools.partial(dot_product_attention, implementation="blockwise"),
     "blockwise_small_blocks": functools.partial(blockwise_attention, block_q=8, block_k=16),
     "blockwise_uneven_blocks": functools.partial(blockwise_attention, block_q=16, block_k=7),
-    "auto": dot_product_attention,
 }
 
 
@@ -115,6 +114,12 @@ def test_kernel_matches_reference_bfloat16(kernel, case):
     t, s, n, kh = SHAPES["gqa"]
     q, k, v = _inputs(t, s, n, kh, dtype=jnp.bfloat16)
     _compare(KERNELS[kernel], q, k, v, _case(case, t, s, n), atol=3e-2, grad_atol=6e-2)
+
+
+def test_auto_picks_a_kernel_that_matches_reference():
+    t, s, n, kh = SHAPES["gqa"]
+    q, k, v = _inputs(t, s, n, kh)
+    _compare(dot_product_attention, q, k, v, _case("everything", t, s, n), 2e-5, 1e-4)
 
 
 def test_fully_masked_rows_are_zero_with_zero_gradients():

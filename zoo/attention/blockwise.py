@@ -32,6 +32,7 @@ from jax import lax
 
 from zoo.attention import masks
 from zoo.attention.spec import Spec
+from zoo.attention.spec import pad_axis as _pad_axis
 
 DEFAULT_BLOCK_Q = 512
 DEFAULT_BLOCK_K = 512
@@ -60,15 +61,6 @@ class _Aux(NamedTuple):
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _pad_axis(x, axis: int, size: int, value):
-    pad = size - x.shape[axis]
-    if pad == 0:
-        return x
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (0, pad)
-    return jnp.pad(x, widths, constant_values=value)
 
 
 def _dense_to_groups(x, k_heads: int, tp: int, sp: int, fill):

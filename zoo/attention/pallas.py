@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.attention.spec import Spec
+from zoo.attention.spec import pad_axis as _pad_len
 
 GPU_BLOCK = 64
 TPU_BLOCK = 128
@@ -28,15 +29,6 @@ TPU_BLOCK = 128
 
 def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
-
-
-def _pad_len(x, axis: int, size: int, value=0):
-    pad = size - x.shape[axis]
-    if pad == 0:
-        return x
-    widths = [(0, 0)] * x.ndim
-    widths[axis] = (0, pad)
-    return jnp.pad(x, widths, constant_values=value)
 
 
 def _repeat_kv(k, v, n_heads: int):

@@ -72,6 +72,16 @@ class Spec(NamedTuple):
         )
 
 
+def pad_axis(x, axis: int, size: int, value=0):
+    """Pads ``x`` at the end of ``axis`` up to ``size`` with ``value``."""
+    pad = size - x.shape[axis]
+    if pad == 0:
+        return x
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, pad)
+    return jnp.pad(x, widths, constant_values=value)
+
+
 def _shape(x) -> tuple[int, ...]:
     return tuple(np.shape(x))
 
