@@ -1,11 +1,18 @@
-# The two commands a user needs: `make train` and `make test`. Each creates
-# .venv on first use and installs the package (with dev extras) into it.
+# The commands a user needs. Each creates .venv on first use and installs the
+# package (with dev extras) into it; nothing else has to be set up by hand.
+#   make train   the default main job (attention seq2seq on date normalisation, CPU, minutes)
+#   make test    ruff + the whole test suite
+#   make data    installs the Debian packages holding the real corpora (needs root or sudo)
+#   make bench   the full attention benchmark sweep (results under benchmarks/results/)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+WORKDIR ?= runs/date_seq2seq
+DEBIAN_DATA := trans-de-en sword-text-kjv sword-text-sparv wordnet-base dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint train bench clean
+.PHONY: train test lint data bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,12 +20,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+train: $(STAMP)
+	$(PY) train.py --config configs/date_seq2seq.py --workdir $(WORKDIR)
+
 test: $(STAMP)
-	$(PY) -m ruff check zoo tests benchmarks
+	$(PY) -m ruff check zoo tests benchmarks configs train.py
 	$(PY) -m pytest -n 2 --dist loadfile tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check zoo tests benchmarks
+	$(PY) -m ruff check zoo tests benchmarks configs train.py
+
+data:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq $(DEBIAN_DATA)
+
+bench: $(STAMP)
+	$(PY) benchmarks/attention.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
