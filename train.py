@@ -23,7 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
+    logging.set_verbosity(logging.WARNING)  # TFDS and Orbax are chatty at INFO
     result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     print("final evaluation:", {k: round(v, 4) if isinstance(v, float) else v
                                 for k, v in result.items()})

@@ -22,6 +22,15 @@ class Entry(NamedTuple):
 
 
 _REGISTRY: dict[str, Entry] = {}
+# Packages whose import registers presets; loaded on first lookup.
+_FAMILIES = ("zoo.rnn", "zoo.transformer")
+
+
+def _load_families() -> None:
+    import importlib
+
+    for name in _FAMILIES:
+        importlib.import_module(name)
 
 
 def register(name: str, config: Any, module: Callable[..., Any]) -> None:
@@ -35,10 +44,13 @@ def register(name: str, config: Any, module: Callable[..., Any]) -> None:
 
 def names() -> list[str]:
     """All registered preset names, sorted."""
+    _load_families()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> Entry:
+    if name not in _REGISTRY:
+        _load_families()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(names())}")
     return _REGISTRY[name]

@@ -34,6 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_eval = 1000
     c.data.vocab_size = 8000  # subword vocabulary for real text
     c.data.tokenizer = "char"  # "char" | "sentencepiece"
+    c.data.fields = ("source", "target")  # record keys: (source, target), or (text,) for an LM
+    c.data.buckets = ()  # padded lengths to bucket by; () pads every batch to the maximum
 
     c.optim = ml_collections.ConfigDict()
     c.optim.schedule = "cosine"  # rsqrt | cosine | linear | constant
@@ -83,6 +85,7 @@ def _check(section: ml_collections.ConfigDict, base: ml_collections.ConfigDict, 
             _check(value, want, name + ".")
         elif want is not None and value is not None:
             ok = isinstance(value, type(want)) or (
+                isinstance(want, tuple) and isinstance(value, list)) or (
                 isinstance(want, float) and isinstance(value, int) and not isinstance(value, bool))
             if not ok:
                 raise TypeError(f"config key {name!r} must be {type(want).__name__}, "

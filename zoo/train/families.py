@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.train import losses
+from zoo.train import losses, plots
 from zoo.train import metrics as metrics_lib
 
 
@@ -32,10 +32,85 @@ class Family(NamedTuple):
     init: Callable[..., Any]  # (model, rng, example_batch) -> params
     make_loss: Callable[..., Any]  # (model, config) -> loss_fn(params, batch, rng, deterministic)
     evaluate: Callable[..., dict]  # (model, params, data, config, eval_step, workdir, step)
+    vocab_fields: Callable[..., dict]  # (module class, {"src": n, "tgt": n}) -> config fields
 
 
-def _logits(output):
-    return output.logits if hasattr(output, "logits") else output
+class Seq2SeqAdapter(NamedTuple):
+    """How one encoder-decoder class is called, decoded and asked for its attention."""
+
+    init: Callable[..., Any]  # (model, rngs, batch) -> variables
+    forward: Callable[..., Any]  # (model, variables, batch, deterministic, rngs) -> logits
+    generate: Callable[..., Any]  # (model, params, src, src_lengths, config) -> tokens [B, L]
+    attention: Callable[..., Any] | None  # (model, params, src, src_lengths, tgt_in) -> [B,T,S]
+    vocab_fields: Callable[[dict], dict]
+
+
+def _rnn_adapter() -> Seq2SeqAdapter:
+    from zoo.data.vocab import BOS_ID, EOS_ID
+    from zoo.rnn.generate import generate
+
+    def init(model, rngs, batch):
+        return model.init(rngs, batch["src"], batch["src_lengths"], batch["tgt_in"])
+
+    def forward(model, variables, batch, deterministic, rngs):
+        return model.apply(variables, batch["src"], batch["src_lengths"], batch["tgt_in"],
+                           deterministic=deterministic, rngs=rngs).logits
+
+    def decode(model, params, src, src_lengths, config):
+        options = _search_options(config)
+        out = generate(model, {"params": params}, src, src_lengths, method=config.eval.method,
+                       max_len=config.eval.max_decode_len, bos_id=BOS_ID, eos_id=EOS_ID,
+                       **options)
+        return out.best().tokens if config.eval.method == "beam" else out.tokens
+
+    def attention(model, params, src, src_lengths, tgt_in):
+        return model.apply({"params": params}, src, src_lengths, tgt_in).attention
+
+    return Seq2SeqAdapter(init, forward, decode, attention,
+                          lambda v: {"src_vocab_size": v["src"], "tgt_vocab_size": v["tgt"]})
+
+
+def _transformer_adapter() -> Seq2SeqAdapter:
+    from zoo.data.vocab import BOS_ID, EOS_ID
+    from zoo.transformer.generate import translate
+
+    def init(model, rngs, batch):
+        return model.init(rngs, batch["src"], batch["tgt_in"], src_lengths=batch["src_lengths"])
+
+    def forward(model, variables, batch, deterministic, rngs):
+        return model.apply(variables, batch["src"], batch["tgt_in"],
+                           src_lengths=batch["src_lengths"], deterministic=deterministic,
+                           rngs=rngs).logits
+
+    def decode(model, params, src, src_lengths, config):
+        out = translate(model, params, src, src_lengths, max_len=config.eval.max_decode_len,
+                        bos_id=BOS_ID, eos_id=EOS_ID, method=config.eval.method,
+                        **_search_options(config))
+        return out.best().tokens if config.eval.method == "beam" else out.tokens
+
+    def vocab(v):
+        if v["src"] == v["tgt"]:
+            return {"vocab_size": v["tgt"], "src_vocab_size": None}
+        return {"vocab_size": v["tgt"], "src_vocab_size": v["src"], "share_embeddings": False}
+
+    return Seq2SeqAdapter(init, forward, decode, None, vocab)
+
+
+def _search_options(config) -> dict:
+    if config.eval.method == "beam":
+        return {"beam_size": config.eval.beam_size, "length_penalty": config.eval.length_penalty}
+    return {}
+
+
+def seq2seq_adapter(module_cls) -> Seq2SeqAdapter:
+    from zoo.rnn import Seq2Seq
+    from zoo.transformer import EncoderDecoder
+
+    adapters = {Seq2Seq: _rnn_adapter, EncoderDecoder: _transformer_adapter}
+    if module_cls not in adapters:
+        raise ValueError(f"family 'seq2seq' cannot train {module_cls.__name__}; "
+                         f"it trains {[c.__name__ for c in adapters]}")
+    return adapters[module_cls]()
 
 
 def _eval_loss(params, data, eval_step) -> dict:
@@ -50,21 +125,19 @@ def _eval_loss(params, data, eval_step) -> dict:
 # --- seq2seq ----------------------------------------------------------------------------------
 
 def _seq2seq_init(model, rng, batch):
+    adapter = seq2seq_adapter(type(model))
     params_rng, dropout_rng = jax.random.split(rng)
-    variables = jax.jit(lambda r1, r2: model.init(
-        {"params": r1, "dropout": r2}, batch["src"], batch["src_lengths"], batch["tgt_in"]))(
-        params_rng, dropout_rng)
-    return variables["params"]
+    rngs = {"params": params_rng, "dropout": dropout_rng}
+    return jax.jit(lambda rngs: adapter.init(model, rngs, batch))(rngs)["params"]
 
 
 def _seq2seq_loss(model, config):
     smoothing = config.optim.label_smoothing
+    adapter = seq2seq_adapter(type(model))
 
     def loss_fn(params, batch, rng, deterministic):
-        output = model.apply({"params": params}, batch["src"], batch["src_lengths"],
-                             batch["tgt_in"], deterministic=deterministic,
-                             rngs={"dropout": rng})
-        logits = _logits(output)  # [B, T, V]
+        logits = adapter.forward(model, {"params": params}, batch, deterministic,
+                                 {"dropout": rng})  # [B, T, V]
         t = batch["tgt_out"].shape[1]
         weights = (jnp.arange(t)[None, :] < batch["tgt_lengths"][:, None]).astype(jnp.float32)
         loss, tokens = losses.cross_entropy(logits, batch["tgt_out"], weights, smoothing)
@@ -75,30 +148,48 @@ def _seq2seq_loss(model, config):
     return loss_fn
 
 
-def _decode(model, params, src, src_lengths, config, data):
-    """Greedy or beam decoding through the model family's generate function."""
-    generate = data.generate  # chosen by the data bundle for the model class
-    out = generate(model, {"params": params}, src, src_lengths, config)
-    return np.asarray(out)  # [B, L]
-
-
 def _seq2seq_evaluate(model, params, data, config, eval_step, *, workdir, step):
     result = _eval_loss(params, data, eval_step)
 
-    hypotheses, references, sources = [], [], []
+    adapter = seq2seq_adapter(type(model))
+    hypotheses, references, sources, first = [], [], [], None
     for src, src_lengths, refs, src_texts in data.eval_decode_batches(config.eval.num_examples):
-        tokens = _decode(model, params, src, src_lengths, config, data)
+        tokens = np.asarray(adapter.generate(model, params, src, src_lengths, config))  # [B, L]
         hypotheses += [data.detokenize(row) for row in tokens]
         references += refs
         sources += src_texts
+        if first is None:
+            first = (src, src_lengths, tokens)
     if hypotheses:
         result.update(data.score(hypotheses, references))
         for i in range(min(3, len(hypotheses))):
             print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n  hyp: {hypotheses[i]!r}")
-    if config.eval.num_heatmaps and data.heatmap is not None:
-        data.heatmap(model, params, os.path.join(workdir, "attention"), step,
-                     config.eval.num_heatmaps)
+    if config.eval.num_heatmaps and adapter.attention is not None and first is not None:
+        _heatmaps(model, params, adapter, data, first, workdir, step, config.eval.num_heatmaps)
     return result
+
+
+def _heatmaps(model, params, adapter, data, first, workdir, step, count):
+    """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3."""
+    from zoo.data.vocab import BOS_ID
+
+    src, src_lengths, tokens = first
+    count = min(count, len(src))
+    tgt_in = np.concatenate([np.full((len(src), 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
+    weights = np.asarray(adapter.attention(model, params, src[:count], src_lengths[:count],
+                                           tgt_in[:count]))  # [n, T, S]
+    folder = os.path.join(workdir, "attention")
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        src_tokens = [data.src_tokenizer.decode([int(t)]) or "·"
+                      for t in src[i, : src_lengths[i]]]
+        out_ids = [int(t) for t in tokens[i]]
+        from zoo.data.vocab import EOS_ID
+
+        end = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
+        tgt_tokens = [data.tokenizer.decode([t]) or "</s>" for t in out_ids[:end]]
+        plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights[i], src_tokens,
+                             tgt_tokens, title=f"step {step}")
 
 
 # --- decoder-only LM ------------------------------------------------------------------------
@@ -117,9 +208,8 @@ def _lm_loss(model, config):
         kwargs = {}
         if "segment_ids" in batch:
             kwargs["segment_ids"] = batch["segment_ids"]
-        output = model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
-                             rngs={"dropout": rng}, **kwargs)
-        logits = _logits(output)  # [B, T, V]
+        logits = model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
+                             rngs={"dropout": rng}, **kwargs).logits  # [B, T, V]
         weights = batch["weights"].astype(jnp.float32)  # [B, T]
         loss, tokens = losses.cross_entropy(logits, batch["targets"], weights, smoothing)
         nll, _ = losses.cross_entropy(logits, batch["targets"], weights, 0.0)
@@ -131,10 +221,21 @@ def _lm_loss(model, config):
 
 def _lm_evaluate(model, params, data, config, eval_step, *, workdir, step):
     result = _eval_loss(params, data, eval_step)
-    if data.sample is not None:
-        for text in data.sample(model, params, config, step):
-            print(f"  sample: {text!r}")
+    for text in _lm_samples(model, params, data, config, step):
+        print(f"  sample: {text!r}")
     return result
+
+
+def _lm_samples(model, params, data, config, step, count: int = 3) -> list[str]:
+    """A few samples from a one-token prompt (<bos>), temperature 0.8, keyed by the step."""
+    from zoo.data.vocab import BOS_ID, EOS_ID
+    from zoo.transformer.generate import generate_lm
+
+    prompt = np.full((count, 1), BOS_ID, np.int32)
+    out = generate_lm(model, params, prompt, max_new_tokens=config.eval.max_decode_len,
+                      eos_id=EOS_ID, method="sample", temperature=0.8,
+                      key=jax.random.fold_in(jax.random.PRNGKey(config.seed), step))
+    return [data.detokenize(row) for row in np.asarray(out.tokens)]
 
 
 def _families() -> dict[str, Family]:
@@ -142,8 +243,10 @@ def _families() -> dict[str, Family]:
 
     return {
         "seq2seq": Family(data_lib.seq2seq_data, _seq2seq_init, _seq2seq_loss,
-                          _seq2seq_evaluate),
-        "lm": Family(data_lib.lm_data, _lm_init, _lm_loss, _lm_evaluate),
+                          _seq2seq_evaluate,
+                          lambda cls, vocab: seq2seq_adapter(cls).vocab_fields(vocab)),
+        "lm": Family(data_lib.lm_data, _lm_init, _lm_loss, _lm_evaluate,
+                     lambda cls, vocab: {"vocab_size": vocab["tgt"]}),
     }
 
 

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
 
 from zoo import registry
 from zoo.train import checkpoints, families, optim, plots
@@ -48,10 +49,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its checkpoints; returns eval metrics."""
     config = config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
+    tfds.disable_progress_bar()
     family = families.get(config.family)
     data = family.data(config, workdir)
-    model_cfg = config_lib.model_config(config, **data.model_overrides)
-    model = registry.get(config.model.name).module(config=model_cfg)
+    module_cls = registry.get(config.model.name).module
+    model_cfg = config_lib.model_config(config, **family.vocab_fields(module_cls, data.vocab))
+    model = module_cls(config=model_cfg)
 
     rng = jax.random.PRNGKey(config.seed)
     init_rng, state_rng = jax.random.split(rng)
@@ -74,7 +77,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         start = int(restored.step)
         if restored.data is not None:
             train_iter.set_state(restored.data)
-        log.info("resumed from step %d", start)
+        print(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
 

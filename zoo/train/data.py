@@ -1,0 +1,218 @@
+"""Data bundles for the training loop, built from the config's ``data`` section.
+
+Glossary: B batch, S source length, T target length, L LM sequence length.
+
+Every dataset goes through one path: ``zoo.data.sources.data_source`` (TFDS,
+array_record, no TensorFlow; zoo's own datasets are prepared locally on first
+use) -> ``zoo.data.pipeline`` (grain) -> dict batches of numpy arrays. The
+train iterator's state is JSON and is checkpointed with the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grain
+import numpy as np
+import sacrebleu
+
+from zoo.data import pipeline, sources, tokenizers
+from zoo.data.builders import task_config
+from zoo.data.tasks import TASKS, task_vocab
+from zoo.data.vocab import EOS_ID, PAD_ID
+
+GENERATED = "generated_tasks"
+
+
+@dataclasses.dataclass
+class Bundle:
+    """What the loop needs from a dataset."""
+
+    example_batch: dict
+    train_iterator: Callable[[], Any]
+    eval_batches: Callable[[], Iterator[dict]]
+    vocab: dict  # {"src": size, "tgt": size}
+    tokenizer: Any  # target side: decode ids -> text
+    src_tokenizer: Any = None
+    eval_decode_batches: Callable[[int], Iterator] | None = None
+    metric: str = "exact_match"  # exact_match | bleu
+    extras: dict = dataclasses.field(default_factory=dict)
+
+    def detokenize(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        if EOS_ID in ids:
+            ids = ids[: ids.index(EOS_ID)]
+        return self.tokenizer.decode([i for i in ids if i != PAD_ID])
+
+    def score(self, hypotheses: list[str], references: list[str]) -> dict:
+        exact = float(np.mean([h == r for h, r in zip(hypotheses, references, strict=True)]))
+        if self.metric == "bleu":
+            bleu = sacrebleu.metrics.BLEU()
+            result = bleu.corpus_score(hypotheses, [references])
+            return {"bleu": result.score, "exact_match": exact,
+                    "bleu_signature": str(bleu.get_signature())}
+        return {"exact_match": exact}
+
+
+class DictIterator:
+    """Wraps a grain iterator of NamedTuple batches into dict batches; state passes through."""
+
+    def __init__(self, iterator):
+        self._it = iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._it)._asdict()
+
+    def get_state(self) -> dict:
+        return self._it.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._it.set_state(state)
+
+
+def _data_dir(config, workdir: str) -> str:
+    return config.data.data_dir or os.path.join(workdir, "data")
+
+
+def _source(config, workdir: str, split: str):
+    name = config.data.dataset
+    kwargs = None
+    if name.split("/")[0] == GENERATED:
+        task = name.split("/")[1] if "/" in name else ""
+        if task not in TASKS:
+            raise ValueError(f"config key 'data.dataset' {name!r}: the task must be one of "
+                             f"{sorted(TASKS)} (e.g. '{GENERATED}/dates')")
+        kwargs = {"config": task_config(task, seed=config.seed, train_size=config.data.num_train,
+                                        validation_size=config.data.num_eval,
+                                        test_size=config.data.num_eval)}
+        name = GENERATED
+    return sources.data_source(name, split, data_dir=_data_dir(config, workdir),
+                               builder_kwargs=kwargs)
+
+
+def _texts(source, field: str, limit: int = 200_000):
+    for i in range(min(len(source), limit)):
+        yield tokenizers.as_text(source[i][field])
+
+
+def _tokenizers(config, workdir: str, train):
+    """(source tokenizer, target tokenizer)."""
+    name = config.data.dataset
+    kind = config.data.tokenizer
+    src_field, tgt_field = config.data.fields
+    if kind == "char" and name.startswith(GENERATED):
+        vocab = task_vocab(name.split("/")[1])
+        return vocab, vocab
+    if kind == "char":
+        from zoo.data.vocab import CharVocab
+
+        vocab = CharVocab.from_texts(t for f in (src_field, tgt_field) for t in _texts(train, f))
+        return vocab, vocab
+    if kind == "sentencepiece":
+        # One subword model for both sides (shared embeddings), kept in the workdir.
+        def texts():
+            for f in (src_field, tgt_field):
+                yield from _texts(train, f)
+
+        tok = tokenizers.sentencepiece_tokenizer(os.path.join(workdir, "tokenizer"), texts,
+                                                 vocab_size=config.data.vocab_size)
+        return tok, tok
+    raise ValueError(f"config key 'data.tokenizer' is {kind!r}; allowed: 'char', "
+                     "'sentencepiece'")
+
+
+def seq2seq_data(config, workdir: str) -> Bundle:
+    train = _source(config, workdir, "train")
+    validation = _source(config, workdir, "validation")
+    src_tok, tgt_tok = _tokenizers(config, workdir, train)
+    common = dict(src_tokenizer=src_tok, tgt_tokenizer=tgt_tok, fields=tuple(config.data.fields),
+                  max_src_len=config.data.max_src_len, max_tgt_len=config.data.max_tgt_len,
+                  buckets=tuple(config.data.buckets) or None)
+
+    def train_iterator():
+        ds = pipeline.seq2seq_dataset(
+            train, batch_size=config.data.batch_size, shuffle=True, seed=config.seed,
+            shard=grain.sharding.ShardByJaxProcess(drop_remainder=True), **common)
+        return DictIterator(iter(ds))
+
+    def eval_dataset(limit=None):
+        source = validation if limit is None else [validation[i] for i in
+                                                   range(min(limit, len(validation)))]
+        return pipeline.seq2seq_dataset(
+            source, batch_size=config.data.eval_batch_size, shuffle=False, num_epochs=1,
+            drop_remainder=False, bucket_window=1, long_examples="truncate", **common)
+
+    def eval_batches():
+        for batch in eval_dataset():
+            yield batch._asdict()
+
+    def eval_decode_batches(limit: int):
+        for batch in eval_dataset(limit):
+            real = batch.src_lengths > 0
+            if not real.any():
+                continue
+            refs = [bundle.detokenize(row) for row in batch.tgt_out[real]]
+            srcs = [src_tok.decode([i for i in row if i != PAD_ID]) for row in batch.src[real]]
+            yield batch.src[real], batch.src_lengths[real], refs, srcs
+
+    example = next(iter(eval_dataset(config.data.eval_batch_size)))._asdict()
+    example = {k: v[:2] for k, v in example.items()}
+    bundle = Bundle(
+        example_batch=example, train_iterator=train_iterator, eval_batches=eval_batches,
+        vocab={"src": src_tok.size, "tgt": tgt_tok.size},
+        tokenizer=tgt_tok, src_tokenizer=src_tok, eval_decode_batches=eval_decode_batches,
+        metric="exact_match" if config.data.dataset.startswith(GENERATED) else "bleu",
+    )
+    return bundle
+
+
+def lm_data(config, workdir: str) -> Bundle:
+    train = _source(config, workdir, "train")
+    validation = _source(config, workdir, "validation")
+    field = config.data.fields[0]
+    if config.data.tokenizer == "sentencepiece":
+        tok = tokenizers.sentencepiece_tokenizer(
+            os.path.join(workdir, "tokenizer"), lambda: _texts(train, field),
+            vocab_size=config.data.vocab_size)
+    else:
+        from zoo.data.vocab import CharVocab
+
+        tok = CharVocab.from_texts(_texts(train, field))
+
+    def as_dict(batch) -> dict:
+        return {"inputs": batch.inputs, "targets": batch.targets,
+                "segment_ids": batch.segment_ids, "weights": batch.segment_ids > 0}
+
+    class LMIterator(DictIterator):
+        def __next__(self):
+            return as_dict(next(self._it))
+
+    def train_iterator():
+        ds = pipeline.lm_dataset(train, tokenizer=tok, field=field,
+                                 batch_size=config.data.batch_size,
+                                 seq_len=config.data.max_tgt_len, shuffle=True, seed=config.seed,
+                                 shard=grain.sharding.ShardByJaxProcess(drop_remainder=True))
+        return LMIterator(iter(ds))
+
+    def eval_batches():
+        source = [validation[i] for i in range(min(config.data.num_eval, len(validation)))]
+        ds = pipeline.lm_dataset(source, tokenizer=tok, field=field,
+                                 batch_size=config.data.eval_batch_size,
+                                 seq_len=config.data.max_tgt_len, shuffle=False, num_epochs=1,
+                                 drop_remainder=False)
+        for batch in ds:
+            yield as_dict(batch)
+
+    example = {k: v[:2] for k, v in next(eval_batches()).items()}
+    return Bundle(example_batch=example, train_iterator=train_iterator,
+                  eval_batches=eval_batches, vocab={"src": tok.size, "tgt": tok.size},
+                  tokenizer=tok, metric="perplexity")
+
+
+__all__ = ["Bundle", "lm_data", "seq2seq_data"]
