@@ -32,7 +32,7 @@ lint: $(STAMP)
 
 data:
 	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq $(DEBIAN_DATA)
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA)
 
 bench: $(STAMP)
 	$(PY) benchmarks/attention.py
