@@ -49,7 +49,7 @@ def make_train_step(loss_fn: LossFn, schedule: optax.Schedule):
             "nll_sum": aux["nll_sum"],
             "tokens": aux["tokens"],
             "correct": aux["correct"],
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
         }
         return new_state, metrics

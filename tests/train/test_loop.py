@@ -1,0 +1,164 @@
+"""The training job: smoke runs, resume equivalence, corrupt checkpoints, bad configs, NaNs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from zoo.train import config as config_lib
+from zoo.train.loop import NonFiniteLossError, train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from configs import date_seq2seq  # noqa: E402
+
+
+def _tiny(**overrides):
+    c = date_seq2seq.get_config("tiny")
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        c[section][name] = value
+    return c
+
+
+def _final_params(workdir):
+    mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+    step = mngr.latest_step()
+    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    mngr.close()
+    return step, restored["state"]["params"]
+
+
+def test_tiny_run_writes_metrics_pictures_and_checkpoints(tmp_path):
+    result = train_and_evaluate(_tiny(), str(tmp_path))
+    assert {"exact_match", "perplexity", "token_accuracy"} <= set(result)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6]
+    for key in ("loss", "token_accuracy", "perplexity", "learning_rate", "grad_norm",
+                "tokens_per_sec"):
+        assert np.isfinite(train[-1][key]), key
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert (tmp_path / "attention" / "example0.png").stat().st_size > 1000
+    assert sorted(os.listdir(tmp_path / "checkpoints")) >= ["3", "6"]
+
+
+def test_rerun_of_a_finished_job_resumes_instead_of_retraining(tmp_path):
+    train_and_evaluate(_tiny(), str(tmp_path))
+    lines = len(open(tmp_path / "metrics.jsonl").readlines())
+    train_and_evaluate(_tiny(), str(tmp_path))
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert not [r for r in records[lines:] if r["split"] == "train"]
+
+
+def _run_cli(workdir, *flags, timeout=300):
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config",
+           os.path.join(ROOT, "configs", "date_seq2seq.py:tiny"), "--workdir", str(workdir),
+           *flags]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run."""
+    flags = ["--config.train.num_train_steps=40", "--config.train.checkpoint_every=5",
+             "--config.train.eval_every=40", "--config.train.log_every=5"]
+    straight = _run_cli(tmp_path / "straight", *flags)
+    assert straight.wait(timeout=300) == 0, straight.stdout.read()
+
+    victim = _run_cli(tmp_path / "killed", *flags)
+    ckpt_dir = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt_dir / "10").exists():
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+    resumed = _run_cli(tmp_path / "killed", *flags)
+    output = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, output
+
+    step_a, params_a = _final_params(tmp_path / "straight")
+    step_b, params_b = _final_params(tmp_path / "killed")
+    assert step_a == step_b == 40
+    for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
+    train_and_evaluate(_tiny(), str(tmp_path))
+    newest = tmp_path / "checkpoints" / "6"
+    for root, _, files in os.walk(newest / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    config = _tiny(**{"train.num_train_steps": 9})
+    train_and_evaluate(config, str(tmp_path))
+    assert "resumed from the checkpoint at step 3" in capsys.readouterr().out
+    moved = os.listdir(str(tmp_path / "checkpoints") + ".corrupt")
+    assert len(moved) == 1 and moved[0].startswith("6-")
+    assert _final_params(tmp_path)[0] == 9
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """From step 4 on the step poisons its output; the loop must stop before saving it."""
+    import jax.numpy as jnp
+
+    from zoo.train import loop
+
+    real = loop.make_train_step
+
+    def poisoned(loss_fn, schedule):
+        step_fn = real(loss_fn, schedule)
+
+        def train_step(state, batch):
+            new_state, metrics = step_fn(state, batch)
+            factor = jnp.where(state.step >= 3, jnp.nan, 1.0)
+            params = jax.tree.map(lambda p: p * factor, new_state.params)
+            return new_state.replace(params=params), {**metrics,
+                                                      "loss": metrics["loss"] * factor}
+
+        return train_step
+
+    monkeypatch.setattr(loop, "make_train_step", poisoned)
+    config = _tiny(**{"train.checkpoint_every": 1, "train.log_every": 5,
+                      "train.eval_every": 100})
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 4.*step 3"):
+        train_and_evaluate(config, str(tmp_path))
+    step, params = _final_params(tmp_path)
+    assert step == 3
+    assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("key,value,error,match", [
+    ("train.bogus", 1, ValueError, "train.bogus"),
+    ("train.num_train_steps", "ten", TypeError, "train.num_train_steps"),
+    ("model.hidden_sizes", 3, ValueError, "hidden_sizes"),
+])
+def test_bad_config_keys_fail_before_compiling(tmp_path, key, value, error, match):
+    # A config file may spell anything; build it untyped, as a file would.
+    config = ml_collections.ConfigDict(_tiny().to_dict(), type_safe=False)
+    section, name = key.split(".")
+    config[section][name] = value
+    with pytest.raises(error, match=match):
+        train_and_evaluate(config, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cli_rejects_an_unknown_override():
+    proc = _run_cli("/tmp/never-used", "--config.train.bogus=3")
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and "bogus" in out
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ValueError, match="'trainer'"):
+        config_lib.validate(ml_collections.ConfigDict({"trainer": {"steps": 1}}))
