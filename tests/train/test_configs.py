@@ -1,0 +1,54 @@
+"""Every experiment config's `tiny` variant trains and evaluates end to end."""
+
+import importlib
+import os
+import sys
+
+import pytest
+
+from zoo.data import corpora
+from zoo.train.loop import train_and_evaluate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+# config module -> the Debian package its data comes from (None: generated, always there)
+CONFIGS = {
+    "date_seq2seq": None,
+    "transformer_de_en": "trans-de-en",
+    "transformer_base": "trans-de-en",
+    "lm_wordnet": "wordnet-base",
+}
+PACKAGE_FILES = {"trans-de-en": corpora.TRANS_DE_EN, "wordnet-base": corpora.WORDNET_DIR}
+
+
+def _skip_without(package):
+    if package is None:
+        return []
+    missing = not os.path.exists(PACKAGE_FILES[package])
+    return [pytest.mark.skipif(missing, reason=f"Debian package {package} is not installed "
+                                               f"(make data installs it; CI does)")]
+
+
+def test_every_config_file_is_listed():
+    files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")
+             and not f.startswith("_")}
+    assert files == set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(p))
+                                  for n, p in CONFIGS.items()])
+def test_tiny_variant_trains(name, tmp_path):
+    config = importlib.import_module(f"configs.{name}").get_config("tiny")
+    result = train_and_evaluate(config, str(tmp_path))
+    assert result, "evaluation produced no metrics"
+    assert (tmp_path / "metrics.jsonl").exists()
+    assert os.listdir(tmp_path / "checkpoints")
+
+
+def test_plain_variant_of_the_date_job_is_a_plain_seq2seq():
+    from configs import date_seq2seq
+
+    assert date_seq2seq.get_config("plain").model.name == "seq2seq_plain_lstm"
+    with pytest.raises(ValueError, match="'nope'"):
+        date_seq2seq.get_config("nope")
