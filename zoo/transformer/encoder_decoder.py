@@ -1,0 +1,192 @@
+"""The Transformer encoder, decoder and encoder-decoder ("Attention Is All You Need").
+
+Glossary: B batch, S source length, T target length, D model width, V vocabulary.
+
+``EncoderDecoder`` maps source ids [B, S] and (shifted-right) target ids
+[B, T] to next-token logits [B, T, V]. Source padding is given by
+``src_lengths`` [B] (real tokens first): padded keys are never attended, in
+the encoder's self-attention and in every decoder layer's cross-attention, so
+outputs at real positions do not depend on the padding. The target side is
+causal. For decoding, ``encode`` once and call ``decode`` with
+``decode=True`` one step at a time (see ``zoo/transformer/generate.py``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo.nn import Embed, make_norm
+from zoo.transformer.config import TransformerConfig
+from zoo.transformer.embedding import (
+    default_positions,
+    embed_inputs,
+    make_embed,
+    positions_from_segments,
+)
+from zoo.transformer.layers import DecoderLayer, EncoderLayer, LayerContext
+from zoo.transformer.stack import run_layers
+
+Array = jax.Array
+
+
+class Seq2SeqOutput(NamedTuple):
+    logits: Array  # [B, T, V] float32
+    encoded: Array  # [B, S, D] encoder output
+
+
+def _final_norm(config: TransformerConfig, x: Array) -> Array:
+    """Pre-LN stacks end with a norm (their residual stream is never normalised); post-LN
+    stacks already end with one."""
+    if config.norm_placement == "pre":
+        x = make_norm(config.norm, dtype=config.dtype, param_dtype=config.param_dtype,
+                      name="final_norm")(x)
+    return x
+
+
+class Encoder(nn.Module):
+    """Source ids [B, S] -> encoded [B, S, D]."""
+
+    config: TransformerConfig
+    embed: Embed
+
+    @nn.compact
+    def __call__(self, src: Array, src_lengths: Array | None = None, *,
+                 deterministic: bool = True) -> Array:
+        """src: [B, S] int; src_lengths: [B] real tokens (None = all) -> [B, S, D]."""
+        c = self.config
+        positions = default_positions(*src.shape)  # [B, S]
+        x = embed_inputs(c, self.embed, src, positions, deterministic=deterministic,
+                         name="positional")  # [B, S, D]
+        ctx = LayerContext(positions=positions, self_kv_lengths=src_lengths)
+        x = run_layers(EncoderLayer, c.num_encoder_layers, c, x, ctx,
+                       deterministic=deterministic)
+        return _final_norm(c, x)  # [B, S, D]
+
+
+class Decoder(nn.Module):
+    """Target ids [B, T] (+ encoder memory) -> logits [B, T, V] and hidden states.
+
+    Attributes:
+      config: hyperparameters (``num_decoder_layers`` layers).
+      embed: the target token table; also the output projection when tied.
+      cross_attention: attend to an encoder's output (False for a decoder-only LM).
+    """
+
+    config: TransformerConfig
+    embed: Embed
+    cross_attention: bool = True
+
+    @nn.compact
+    def __call__(self, tokens: Array, memory: Array | None = None,
+                 memory_lengths: Array | None = None, *, positions: Array | None = None,
+                 segment_ids: Array | None = None, lengths: Array | None = None,
+                 deterministic: bool = True, decode: bool = False) -> tuple[Array, Array]:
+        """Runs the decoder stack.
+
+        Args:
+          tokens: [B, T] int target ids (shifted right: position t predicts t + 1).
+          memory: [B, S, D] encoder output (cross-attention only).
+          memory_lengths: [B] real source tokens.
+          positions: [B, T] positions (default: 0..T-1, restarting per segment when
+            ``segment_ids`` is given, or continuing from the cache when decoding).
+          segment_ids: [B, T] packed sequences: tokens attend only within a segment.
+          lengths: [B] real new tokens per sequence when decoding (ragged prompts).
+          deterministic: no dropout when True.
+          decode: use and extend the KV cache.
+
+        Returns:
+          (logits [B, T, V] float32, hidden [B, T, D]).
+        """
+        c = self.config
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [B, T], got shape {tokens.shape}")
+        b, t = tokens.shape
+        # Decoding always advances the position counter, even when positions are given.
+        cached = self._cached_positions(b, t, lengths) if decode else None
+        if positions is None and cached is not None:
+            positions = cached  # [B, T]
+        elif positions is None and segment_ids is not None:
+            positions = positions_from_segments(segment_ids)  # [B, T]
+        elif positions is None:
+            positions = default_positions(b, t)  # [B, T]
+        x = embed_inputs(c, self.embed, tokens, positions, deterministic=deterministic,
+                         name="positional")  # [B, T, D]
+        ctx = LayerContext(positions=positions, segment_ids=segment_ids, memory=memory,
+                           memory_lengths=memory_lengths, decode_lengths=lengths)
+        x = run_layers(DecoderLayer, c.num_decoder_layers, c, x, ctx,
+                       deterministic=deterministic, decode=decode,
+                       cross_attention=self.cross_attention)
+        hidden = _final_norm(c, x)  # [B, T, D]
+        return self._logits(hidden), hidden
+
+    def _cached_positions(self, b: int, t: int, lengths: Array | None) -> Array:
+        """[B, T] positions of new tokens; advances a per-sequence counter in 'cache'.
+
+        It moves in step with the attention caches' write indices, which are
+        per layer and (when scanned) stacked, so reading one of them would tie
+        this module to the layer layout.
+        """
+        initialised = self.has_variable("cache", "position")
+        counter = self.variable("cache", "position", jnp.zeros, (b,), jnp.int32)
+        start = counter.value  # [B]
+        if initialised:  # as in MultiHeadAttention, the creating call does not advance
+            advance = jnp.full((b,), t, jnp.int32) if lengths is None else lengths
+            counter.value = start + advance.astype(jnp.int32)
+        return start[:, None] + jnp.arange(t, dtype=jnp.int32)[None, :]  # [B, T]
+
+    def _logits(self, hidden: Array) -> Array:
+        """hidden: [B, T, D] -> [B, T, V] float32."""
+        c = self.config
+        if c.tie_output_embedding:
+            return self.embed.attend(hidden)
+        kernel = self.param(
+            "output_kernel",
+            nn.with_logical_partitioning(nn.initializers.xavier_uniform(), ("embed", "vocab")),
+            (c.d_model, c.vocab_size),  # [D, V]
+            c.param_dtype,
+        )
+        logits = jnp.einsum("BTD,DV->BTV", hidden.astype(c.dtype), kernel.astype(c.dtype),
+                            preferred_element_type=jnp.float32)  # [B, T, V]
+        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+
+
+class EncoderDecoder(nn.Module):
+    """The Transformer for sequence-to-sequence tasks (translation)."""
+
+    config: TransformerConfig
+
+    def setup(self):
+        c = self.config
+        if c.num_encoder_layers == 0:
+            raise ValueError("EncoderDecoder needs num_encoder_layers >= 1, got 0 (use "
+                             "DecoderLM for a decoder-only model)")
+        self.embed = make_embed(c, c.vocab_size)
+        src_embed = self.embed if c.share_embeddings else make_embed(c, c.source_vocab_size)
+        self.src_embed = src_embed
+        self.encoder = Encoder(c, embed=src_embed)
+        self.decoder = Decoder(c, embed=self.embed, cross_attention=True)
+
+    def encode(self, src: Array, src_lengths: Array | None = None, *,
+               deterministic: bool = True) -> Array:
+        """src: [B, S] int, src_lengths: [B] -> encoded [B, S, D]."""
+        return self.encoder(src, src_lengths, deterministic=deterministic)
+
+    def decode(self, tgt: Array, encoded: Array, src_lengths: Array | None = None, *,
+               lengths: Array | None = None, deterministic: bool = True,
+               decode: bool = False) -> Array:
+        """tgt: [B, T] int, encoded: [B, S, D], src_lengths: [B] -> logits [B, T, V]."""
+        logits, _ = self.decoder(tgt, encoded, src_lengths, lengths=lengths,
+                                 deterministic=deterministic, decode=decode)
+        return logits
+
+    def __call__(self, src: Array, tgt: Array, *, src_lengths: Array | None = None,
+                 deterministic: bool = True, decode: bool = False) -> Seq2SeqOutput:
+        """src: [B, S], tgt: [B, T] (shifted right), src_lengths: [B] -> Seq2SeqOutput."""
+        encoded = self.encode(src, src_lengths, deterministic=deterministic)  # [B, S, D]
+        logits = self.decode(tgt, encoded, src_lengths, deterministic=deterministic,
+                             decode=decode)  # [B, T, V]
+        return Seq2SeqOutput(logits=logits, encoded=encoded)
