@@ -162,3 +162,19 @@ def test_cli_rejects_an_unknown_override():
 def test_unknown_section_is_named():
     with pytest.raises(ValueError, match="'trainer'"):
         config_lib.validate(ml_collections.ConfigDict({"trainer": {"steps": 1}}))
+
+
+def test_restore_from_another_run_continues_it(tmp_path, capsys):
+    train_and_evaluate(_tiny(), str(tmp_path / "a"))
+    config = _tiny(**{"train.num_train_steps": 8, "train.restore_from": str(tmp_path / "a")})
+    train_and_evaluate(config, str(tmp_path / "b"))
+    assert "restored step 6" in capsys.readouterr().out
+    assert _final_params(tmp_path / "b")[0] == 8
+
+
+def test_bfloat16_compute_keeps_float32_params(tmp_path):
+    config = _tiny(**{"model.dtype": "bfloat16", "train.num_train_steps": 2})
+    result = train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(result["nll"])
+    _, params = _final_params(tmp_path)
+    assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype("float32")}

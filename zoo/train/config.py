@@ -61,6 +61,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.best_metric = "exact_match"
     c.train.best_mode = "max"
     c.train.progress_bar = True
+    # A workdir (or its checkpoints/ folder) to start from when this workdir has no
+    # checkpoint yet: the newest good step there is restored onto this run's devices.
+    c.train.restore_from = ""
 
     c.eval = ml_collections.ConfigDict()
     c.eval.method = "greedy"  # greedy | beam

@@ -45,6 +45,21 @@ def _first_bad_step(losses: list[tuple[int, jax.Array]]) -> int | None:
     return None
 
 
+def _restore_from(path: str, state):
+    """The newest good checkpoint of another run, restored onto ``state``'s devices."""
+    folder = os.path.join(path, "checkpoints")
+    folder = folder if os.path.isdir(folder) else path
+    if not os.path.isdir(folder):
+        raise ValueError(f"config key 'train.restore_from': {path!r} is not a directory")
+    source = checkpoints.Checkpointer(folder, async_save=False)
+    restored = source.restore_latest(state)
+    source.close()
+    if restored is None:
+        raise ValueError(f"config key 'train.restore_from': no checkpoint in {folder!r} restores")
+    print(f"restored step {restored.step} from {folder}")
+    return restored
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its checkpoints; returns eval metrics."""
     config = config_lib.validate(config)
@@ -70,6 +85,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         best_metric=config.train.best_metric or None, best_mode=config.train.best_mode,
     )
     restored = ckpt.restore_latest(state)
+    if restored is None and config.train.restore_from:
+        restored = _restore_from(config.train.restore_from, state)
     train_iter = data.train_iterator()
     start = 0
     if restored is not None:
