@@ -23,7 +23,7 @@ class Entry(NamedTuple):
 
 _REGISTRY: dict[str, Entry] = {}
 # Packages whose import registers presets; loaded on first lookup.
-_FAMILIES = ("zoo.rnn", "zoo.transformer")
+_FAMILIES = ("zoo.rnn", "zoo.transformer", "zoo.generative")
 
 
 def _load_families() -> None:

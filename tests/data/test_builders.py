@@ -38,7 +38,8 @@ def test_builders_write_array_record_only(tmp_path):
                                                         test_size=5), data_dir=str(tmp_path)))
     files = os.listdir(builder.data_dir)
     assert any(".array_record-" in f for f in files) and not any("tfrecord" in f for f in files)
-    assert set(BUILDERS) == {"generated_tasks", "de_en", "en_es_bible", "wordnet_glosses"}
+    assert set(BUILDERS) == {"generated_tasks", "de_en", "en_es_bible", "wordnet_glosses",
+                             "fashion_mnist"}
 
 
 # ------------------------------------------------------------------------- generated tasks

@@ -4,15 +4,18 @@
     de_en/{sentences,phrases}                             Debian trans-de-en
     en_es_bible                                           Debian sword-text-kjv + sword-text-sparv
     wordnet_glosses                                       Debian wordnet-base
+    fashion_mnist                                         Debian dataset-fashion-mnist
 """
 
 from zoo.data.builders.base import FILE_FORMAT, LocalBuilder, download_config, prepare
+from zoo.data.builders.fashion_mnist import FashionMnist
 from zoo.data.builders.generated import GeneratedTasks, TaskConfig, split_pairs, task_config
 from zoo.data.builders.text import DeEn, DeEnConfig, EnEsBible, WordnetGlosses
 
 # TFDS name -> builder class, for the datasets that zoo can prepare itself.
 BUILDERS = {
-    builder.name: builder for builder in (GeneratedTasks, DeEn, EnEsBible, WordnetGlosses)
+    builder.name: builder
+    for builder in (GeneratedTasks, DeEn, EnEsBible, WordnetGlosses, FashionMnist)
 }
 
 __all__ = [

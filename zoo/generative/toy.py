@@ -1,0 +1,44 @@
+"""A generated 2-D distribution for fast tests: a ring of Gaussian modes, and a coverage check.
+
+Glossary: B samples, M modes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def mode_centers(num_modes: int = 8, radius: float = 2.0) -> jax.Array:
+    """[M, 2] points evenly spaced on a circle."""
+    if not isinstance(num_modes, int) or num_modes < 1:
+        raise ValueError(f"num_modes must be a positive int, got {num_modes!r}")
+    angles = 2 * jnp.pi * jnp.arange(num_modes) / num_modes  # [M]
+    return radius * jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=-1)  # [M, 2]
+
+
+def ring_of_gaussians(key: jax.Array, num: int, *, num_modes: int = 8, radius: float = 2.0,
+                      std: float = 0.05) -> jax.Array:
+    """[num, 2] draws from an equal mixture of N(center_m, std^2 I) on a ring."""
+    centers = mode_centers(num_modes, radius)  # [M, 2]
+    k_mode, k_noise = jax.random.split(key)
+    modes = jax.random.randint(k_mode, (num,), 0, num_modes)  # [B]
+    return centers[modes] + std * jax.random.normal(k_noise, (num, 2))  # [B, 2]
+
+
+class Coverage(NamedTuple):
+    counts: np.ndarray  # [M] samples within `threshold` of each center
+    high_quality: float  # fraction of samples within `threshold` of some center
+    modes_covered: int  # modes with at least `min_count` samples
+
+
+def mode_coverage(samples, centers, *, threshold: float, min_count: int = 1) -> Coverage:
+    """How a generator's samples [B, 2] spread over the modes [M, 2] (Metz et al. 2017's check)."""
+    samples, centers = np.asarray(samples), np.asarray(centers)
+    dist = np.linalg.norm(samples[:, None, :] - centers[None, :, :], axis=-1)  # [B, M]
+    near = dist.min(axis=1) < threshold  # [B]
+    counts = np.bincount(dist.argmin(axis=1)[near], minlength=len(centers))  # [M]
+    return Coverage(counts, float(near.mean()), int((counts >= min_count).sum()))

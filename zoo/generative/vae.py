@@ -1,0 +1,101 @@
+"""The variational autoencoder (Kingma & Welling 2014), with beta weighting (Higgins et al. 2017).
+
+    q(z|x) = N(mean(x), diag(std(x)^2))     encoder, reparameterised sample
+    p(z)   = N(0, I)
+    p(x|z) = Bernoulli(sigmoid(decoder(z))) or N(decoder(z), sigma^2 I)
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))   (one-sample estimate, analytic KL)
+    loss    = mean over the batch of -(E_q[log p(x|z)] - beta KL)
+
+Glossary: B batch, Z latent size, S interpolation steps; ``...`` is one
+example, (H, W, C) for images. Call other entry points with ``method=``:
+
+    vae = VAE(VAEConfig())
+    params = vae.init(key, x, key)
+    out = vae.apply(params, x, key)                        # VAEOutput
+    post = vae.apply(params, x, method=VAE.encode)         # Normal
+    images = vae.apply(params, key, 64, method=VAE.sample) # [64, H, W, C]
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo.generative import distributions as dist
+from zoo.generative.config import VAEConfig
+from zoo.generative.networks import NETWORKS
+
+
+class VAEOutput(NamedTuple):
+    loss: jax.Array  # [] float32: mean of -(log_likelihood - beta kl)
+    elbo: jax.Array  # [B] float32: log_likelihood - kl (beta = 1), a bound on log p(x)
+    log_likelihood: jax.Array  # [B] float32: log p(x | z) at the sampled z
+    kl: jax.Array  # [B] float32: KL(q(z|x) || N(0, I)), analytic
+    decoder_output: jax.Array  # [B, ...]: logits ('bernoulli') or means ('gaussian')
+    posterior: dist.Normal  # mean, log_std: [B, Z]
+    z: jax.Array  # [B, Z] the reparameterised sample
+
+
+class VAE(nn.Module):
+    config: VAEConfig
+
+    def setup(self):
+        encoder, decoder = NETWORKS[self.config.architecture]
+        self.encoder = encoder(self.config)
+        self.decoder = decoder(self.config)
+
+    def _check(self, x: jax.Array) -> None:
+        if tuple(x.shape[1:]) != tuple(self.config.data_shape):
+            raise ValueError(f"x must be [B, {', '.join(map(str, self.config.data_shape))}] "
+                             f"(config.data_shape), got shape {tuple(x.shape)}")
+
+    def encode(self, x: jax.Array) -> dist.Normal:
+        """q(z | x): [B, ...] -> Normal with mean, log_std [B, Z]."""
+        self._check(x)
+        h = self.encoder(x).astype(jnp.float32)  # [B, 2Z]
+        mean, log_std = jnp.split(h, 2, axis=-1)  # [B, Z] each
+        return dist.Normal(mean, log_std)
+
+    def decode(self, z: jax.Array) -> jax.Array:
+        """The parameters of p(x | z): [B, Z] -> logits or means [B, ...], float32."""
+        return self.decoder(z).astype(jnp.float32)
+
+    def decode_mean(self, z: jax.Array) -> jax.Array:
+        """E[x | z]: [B, Z] -> [B, ...] (pixel probabilities for 'bernoulli')."""
+        return dist.LIKELIHOODS[self.config.likelihood].mean(self.decode(z))
+
+    def __call__(self, x: jax.Array, key: jax.Array) -> VAEOutput:
+        """The one-sample ELBO of each example of x [B, ...] and the beta-weighted loss."""
+        cfg = self.config
+        posterior = self.encode(x)
+        z = dist.reparameterize(key, posterior)  # [B, Z]
+        out = self.decode(z)  # [B, ...]
+        log_likelihood = dist.LIKELIHOODS[cfg.likelihood].log_prob(x, out, cfg.observation_std)
+        kl = dist.kl_to_standard_normal(posterior)  # [B]
+        loss = -jnp.mean(log_likelihood - cfg.beta * kl)
+        return VAEOutput(loss, log_likelihood - kl, log_likelihood, kl, out, posterior, z)
+
+    def reconstruct(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """E[x | z] at the posterior mean (or at a posterior sample given a key), [B, ...]."""
+        posterior = self.encode(x)
+        z = posterior.mean if key is None else dist.reparameterize(key, posterior)
+        return self.decode_mean(z)
+
+    def sample(self, key: jax.Array, num: int) -> jax.Array:
+        """E[x | z] for ``num`` prior draws z ~ N(0, I): [num, ...]."""
+        z = jax.random.normal(key, (num, self.config.latent_dim), jnp.float32)  # [num, Z]
+        return self.decode_mean(z)
+
+    def interpolate(self, x_a: jax.Array, x_b: jax.Array, num_steps: int) -> jax.Array:
+        """Decoded means along the straight line between the posterior means: [B, S, ...]."""
+        if not isinstance(num_steps, int) or num_steps < 2:
+            raise ValueError(f"num_steps must be an int >= 2, got {num_steps!r}")
+        z_a, z_b = self.encode(x_a).mean, self.encode(x_b).mean  # [B, Z] each
+        t = jnp.linspace(0.0, 1.0, num_steps)[None, :, None]  # [1, S, 1]
+        z = (1 - t) * z_a[:, None] + t * z_b[:, None]  # [B, S, Z]
+        batch = z_a.shape[0]
+        images = self.decode_mean(z.reshape(batch * num_steps, -1))  # [B S, ...]
+        return images.reshape(batch, num_steps, *images.shape[1:])  # [B, S, ...]
