@@ -174,10 +174,13 @@ def _heatmaps(model, params, adapter, data, first, workdir, step, count):
     from zoo.data.vocab import BOS_ID
 
     src, src_lengths, tokens = first
-    count = min(count, len(src))
-    tgt_in = np.concatenate([np.full((len(src), 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
-    weights = np.asarray(adapter.attention(model, params, src[:count], src_lengths[:count],
-                                           tgt_in[:count]))  # [n, T, S]
+    # The longest sources of the batch make the most telling pictures.
+    pick = np.argsort(-np.asarray(src_lengths), kind="stable")[: min(count, len(src))]
+    src, src_lengths, tokens = np.asarray(src)[pick], np.asarray(src_lengths)[pick], tokens[pick]
+    count = len(pick)
+    tgt_in = np.concatenate([np.full((count, 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
+    weights = np.asarray(adapter.attention(model, params, src, src_lengths,
+                                           tgt_in))  # [n, T, S]
     folder = os.path.join(workdir, "attention")
     os.makedirs(folder, exist_ok=True)
     for i in range(count):
