@@ -168,6 +168,50 @@ def _segments_meet(aux: _Aux, q_seg_blk, kv_seg_blk):
     return jnp.any((q_lo <= k_hi) & (k_lo <= q_hi))
 
 
+def _tile_needs_mask(st: _Static, aux: _Aux, qi, kb):
+    """Whether tile (qi, kb) can hold a masked entry: None = statically never, else a traced bool.
+
+    Tiles wholly inside the allowed region (below the causal diagonal, inside the
+    window, before every length) skip building and applying the mask.
+    """
+    if aux.mask is not None or aux.kv_seg is not None:
+        return True
+    c0 = kb * st.bk
+    c1 = c0 + st.bk - 1
+    r0 = qi * st.bq
+    r1 = r0 + st.bq - 1
+    lo, hi = jnp.min(aux.q_offset), jnp.max(aux.q_offset)
+    need = []
+    if st.s % st.bk:
+        need.append(c1 >= st.s)
+    if st.is_causal:
+        need.append(c1 > lo + r0)
+    if st.window is not None:
+        need.append(c0 < hi + r1 - st.window[0])
+        if not st.is_causal:
+            need.append(c1 > lo + r0 + st.window[1])
+    if aux.kv_lengths is not None:
+        need.append(c1 >= jnp.min(aux.kv_lengths))
+    if aux.q_lengths is not None:
+        need.append(r1 >= jnp.min(aux.q_lengths))
+    if not need:
+        return None
+    out = need[0]
+    for n in need[1:]:
+        out = out | n
+    return out
+
+
+def _masked_or_not(st: _Static, aux: _Aux, qi, kb, compute, carry):
+    """Runs ``compute(carry, masked)``, unmasked where the tile provably needs no mask."""
+    need = _tile_needs_mask(st, aux, qi, kb)
+    if need is None:
+        return compute(carry, False)
+    if need is True:
+        return compute(carry, True)
+    return lax.cond(need, lambda c: compute(c, True), lambda c: compute(c, False), carry)
+
+
 def _maybe_skip(aux: _Aux, st: _Static, q_seg_blk, kb, body, carry):
     """Runs ``body(carry)`` unless segment ids rule the whole tile out."""
     if aux.kv_seg is None:
@@ -186,12 +230,12 @@ def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
         def key_step(j, carry):
             kb = first + j
 
-            def compute(carry):
+            def compute(carry, masked):
                 m, l, acc = carry
                 kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
                 vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
                 s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, C]
-                valid = _tile_mask(st, aux, qi, kb, q_seg_blk)
+                valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
                 if valid is not None:
                     s = jnp.where(valid, s, -jnp.inf)
                 m_new = jnp.maximum(m, jnp.max(s, axis=-1))  # [B, K, G, Q]
@@ -203,7 +247,10 @@ def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
                                 preferred_element_type=jnp.float32)
                 return m_new, l, acc * alpha[..., None] + pv
 
-            return _maybe_skip(aux, st, q_seg_blk, kb, compute, carry)
+            def tile(carry):
+                return _masked_or_not(st, aux, qi, kb, compute, carry)
+
+            return _maybe_skip(aux, st, q_seg_blk, kb, tile, carry)
 
         first, count = _key_block_range(st, aux, qi)
         init = (
@@ -247,13 +294,13 @@ def _backward(st: _Static, res, d_out_blocks):
             qi = first + j
             q_seg_blk = None if aux.q_seg is None else aux.q_seg[qi]
 
-            def compute(inner):
+            def compute(inner, masked):
                 dq, dbias, dk, dv = inner
                 qb = q_blocks[qi]  # [B, K, G, Q, H]
                 dob = d_out_blocks[qi]  # [B, K, G, Q, H]
                 s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, C]
                 p = jnp.exp(s - lse[qi][..., None])
-                valid = _tile_mask(st, aux, qi, kb, q_seg_blk)
+                valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
                 if valid is not None:
                     p = jnp.where(valid, p, 0.0)
                 dv = dv + jnp.einsum("BKGQC,BKGQH->BKCH", p.astype(dob.dtype), dob,
@@ -270,7 +317,10 @@ def _backward(st: _Static, res, d_out_blocks):
                     dbias = _add_bias_grad(st, dbias, ds, qi, kb)
                 return dq, dbias, dk, dv
 
-            return _maybe_skip(aux, st, q_seg_blk, kb, compute, inner)
+            def tile(inner):
+                return _masked_or_not(st, aux, qi, kb, compute, inner)
+
+            return _maybe_skip(aux, st, q_seg_blk, kb, tile, inner)
 
         first, count = _query_block_range(st, aux, kb)
         zeros = jnp.zeros((b, kh, st.bk, h), jnp.float32)
