@@ -12,6 +12,7 @@ close. Point ``data.dataset`` at a prepared ``wmt14_translate/de-en`` in your
     python train.py --config configs/transformer_base.py:tiny --workdir /tmp/base_tiny
 """
 
+from configs.transformer_de_en import make_tiny
 from zoo.train.config import base_config
 
 
@@ -46,23 +47,10 @@ def get_config(arg: str | None = None):
     c.eval.max_decode_len = 150
     if arg == "tiny":
         # Same recipe, tiny model and data, for the smoke test.
-        c.model.name = "transformer_tiny"
-        c.model.max_len = 64
-        c.data.vocab_size = 300
-        c.data.batch_size = 8
-        c.data.eval_batch_size = 16
+        make_tiny(c)
         c.data.max_src_len = 32
         c.data.max_tgt_len = 32
         c.data.buckets = ()
-        c.optim.d_model = 32
-        c.optim.warmup_steps = 10
-        c.train.num_train_steps = 2
-        c.train.log_every = 1
-        c.train.eval_every = 2
-        c.train.checkpoint_every = 2
-        c.train.progress_bar = False
-        c.eval.num_examples = 16
-        c.eval.max_decode_len = 8
     elif arg:
         raise ValueError(f"config argument {arg!r} unknown; allowed: 'tiny'")
     return c

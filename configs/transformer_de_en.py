@@ -42,20 +42,25 @@ def get_config(arg: str | None = None):
     c.eval.max_decode_len = 48
     c.eval.num_examples = 539  # the whole validation split
     if arg == "tiny":
-        c.model.name = "transformer_tiny"
-        c.model.max_len = 64
-        c.data.vocab_size = 300
-        c.data.batch_size = 8
-        c.data.eval_batch_size = 16
-        c.optim.d_model = 32
-        c.optim.warmup_steps = 10
-        c.train.num_train_steps = 2
-        c.train.log_every = 1
-        c.train.eval_every = 2
-        c.train.checkpoint_every = 2
-        c.train.progress_bar = False
-        c.eval.num_examples = 16
-        c.eval.max_decode_len = 8
+        make_tiny(c)
     elif arg:
         raise ValueError(f"config argument {arg!r} unknown; allowed: 'tiny'")
     return c
+
+
+def make_tiny(c):
+    """A tiny Transformer on a few de-en batches: the smoke-test variant of both de-en configs."""
+    c.model.name = "transformer_tiny"
+    c.model.max_len = 64
+    c.data.vocab_size = 300
+    c.data.batch_size = 8
+    c.data.eval_batch_size = 16
+    c.optim.d_model = 32
+    c.optim.warmup_steps = 10
+    c.train.num_train_steps = 2
+    c.train.log_every = 1
+    c.train.eval_every = 2
+    c.train.checkpoint_every = 2
+    c.train.progress_bar = False
+    c.eval.num_examples = 16
+    c.eval.max_decode_len = 8

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from debian_data import needs_bibles, needs_de_en, needs_wordnet
 
 from zoo.data import corpora, pipeline, sources, tasks
 from zoo.data.builders import (
@@ -91,8 +92,7 @@ def test_every_task_has_a_default_config_and_bad_settings_raise():
 # ------------------------------------------------------------------------- real corpora
 
 
-@pytest.mark.skipif(not os.path.exists(corpora.TRANS_DE_EN),
-                    reason="needs `apt-get install trans-de-en`")
+@needs_de_en
 def test_de_en_builder_prepares_disjoint_hash_splits(tmp_path):
     builder = prepare(DeEn(data_dir=str(tmp_path)))  # 'sentences', the default config
     german = {split: {de for de, _ in _records(builder, split, "de", "en")} for split in SPLITS}
@@ -103,10 +103,7 @@ def test_de_en_builder_prepares_disjoint_hash_splits(tmp_path):
     assert builder.info.supervised_keys == ("de", "en")  # the layout of wmt14_translate/de-en
 
 
-@pytest.mark.skipif(
-    not os.path.exists(os.path.join(corpora.SWORD_ROOT, "mods.d", corpora.SPARV_MODULE + ".conf")),
-    reason="needs `apt-get install sword-text-kjv sword-text-sparv`",
-)
+@needs_bibles
 def test_en_es_bible_builder_holds_out_whole_chapters(tmp_path):
     builder = prepare(EnEsBible(data_dir=str(tmp_path)), max_examples_per_split=400)
     chapters = {
@@ -119,8 +116,7 @@ def test_en_es_bible_builder_holds_out_whole_chapters(tmp_path):
     assert verse.count(b".") == 2 and en and es
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(corpora.WORDNET_DIR, "data.noun")),
-                    reason="needs `apt-get install wordnet-base`")
+@needs_wordnet
 def test_wordnet_glosses_builder(tmp_path):
     builder = prepare(WordnetGlosses(data_dir=str(tmp_path)), max_examples_per_split=300)
     texts = {split: {t for (t,) in _records(builder, split, "text")} for split in SPLITS}

@@ -11,21 +11,9 @@ import zlib
 from collections import Counter
 
 import pytest
+from debian_data import needs_bibles, needs_de_en, needs_wordnet
 
 from zoo.data import corpora, sword
-
-HAVE_DE_EN = os.path.exists(corpora.TRANS_DE_EN)
-HAVE_BIBLES = all(
-    os.path.exists(os.path.join(corpora.SWORD_ROOT, "mods.d", m + ".conf"))
-    for m in (corpora.KJV_MODULE, corpora.SPARV_MODULE)
-)
-HAVE_WORDNET = os.path.exists(os.path.join(corpora.WORDNET_DIR, "data.noun"))
-needs_de_en = pytest.mark.skipif(not HAVE_DE_EN, reason="needs `apt-get install trans-de-en`")
-needs_bibles = pytest.mark.skipif(
-    not HAVE_BIBLES, reason="needs `apt-get install sword-text-kjv sword-text-sparv`"
-)
-needs_wordnet = pytest.mark.skipif(not HAVE_WORDNET, reason="needs `apt-get install wordnet-base`")
-
 
 # ------------------------------------------------------------------------- SWORD zText
 

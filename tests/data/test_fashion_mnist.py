@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from debian_data import needs_fashion_mnist
 
 from zoo.data import corpora
 from zoo.data.builders import prepare
-from zoo.data.builders.fashion_mnist import FASHION_MNIST_DIR, FashionMnist, load_split
+from zoo.data.builders.fashion_mnist import FashionMnist, load_split
 
 tfds.disable_progress_bar()
 
@@ -21,8 +22,7 @@ def test_missing_package_is_named_with_the_install_command(tmp_path):
         load_split("validation")
 
 
-@pytest.mark.skipif(not os.path.exists(FASHION_MNIST_DIR),
-                    reason="needs `apt-get install dataset-fashion-mnist`")
+@needs_fashion_mnist
 def test_builder_writes_the_official_splits_as_array_record(tmp_path):
     images, labels = load_split("test")
     assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8

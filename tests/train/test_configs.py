@@ -5,8 +5,8 @@ import os
 import sys
 
 import pytest
+from debian_data import needs
 
-from zoo.data import corpora
 from zoo.train.loop import train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -19,15 +19,10 @@ CONFIGS = {
     "transformer_base": "trans-de-en",
     "lm_wordnet": "wordnet-base",
 }
-PACKAGE_FILES = {"trans-de-en": corpora.TRANS_DE_EN, "wordnet-base": corpora.WORDNET_DIR}
 
 
 def _skip_without(package):
-    if package is None:
-        return []
-    missing = not os.path.exists(PACKAGE_FILES[package])
-    return [pytest.mark.skipif(missing, reason=f"Debian package {package} is not installed "
-                                               f"(make data installs it; CI does)")]
+    return [] if package is None else [needs(package)]
 
 
 def test_every_config_file_is_listed():

@@ -14,7 +14,8 @@ Skipping: the key blocks a query block can see are bounded by causality (with
 the query offset), the local window and the longest kv length in the batch;
 the loops run only over that range (``while`` loops with traced bounds), so
 a causal call does about half the work. Blocks where no query and key share a
-segment are skipped with ``lax.cond``. Lengths need not be multiples of the
+segment are skipped with ``lax.cond``, and tiles wholly inside the allowed
+region skip building the mask. Lengths need not be multiples of the
 block sizes: inputs are padded and the padding is masked.
 
 A query row with no allowed key ends with ``l == 0`` and returns zeros, as the
@@ -265,15 +266,8 @@ def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
         return out.astype(q_blocks.dtype), lse
 
     nq = q_blocks.shape[0]
-    q_seg = aux.q_seg if aux.q_seg is not None else jnp.zeros((nq, b, 0), jnp.int32)
-    if aux.q_seg is None:
-        # Keep lax.map's inputs uniform; an empty segment block means "no segments".
-        def one(args):
-            qi, qb, _ = args
-            return one_query_block((qi, qb, None))
-    else:
-        one = one_query_block
-    return lax.map(one, (jnp.arange(nq), q_blocks, q_seg))
+    # Without segments aux.q_seg is None, an empty pytree that lax.map passes through.
+    return lax.map(one_query_block, (jnp.arange(nq), q_blocks, aux.q_seg))
 
 
 def _backward(st: _Static, res, d_out_blocks):

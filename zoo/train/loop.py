@@ -14,7 +14,6 @@ reproduces the uninterrupted run bit for bit on CPU.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -30,8 +29,6 @@ from zoo.train import checkpoints, families, optim, plots
 from zoo.train import config as config_lib
 from zoo.train import metrics as metrics_lib
 from zoo.train.state import TrainState, make_eval_step, make_train_step
-
-log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -105,7 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     pending: list[tuple[int, jax.Array]] = []  # (step, loss) not yet checked on the host
     sums = None
     last_good = ckpt.latest_step()
-    tick, tokens_seen = time.perf_counter(), 0.0
+    tick, window = time.perf_counter(), 0  # steps summed into `sums` since the last log
     final_eval: dict = {}
 
     def check_finite():
@@ -131,23 +128,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         done = step + 1
         pending.append((done, step_metrics["loss"]))
         sums = step_metrics if sums is None else jax.tree.map(jnp.add, sums, step_metrics)
+        window += 1
         if done % config.train.log_every == 0 or done == num_steps:
             check_finite()
             host = jax.device_get(sums)
-            count = config.train.log_every if done % config.train.log_every == 0 else (
-                done - (done // config.train.log_every) * config.train.log_every)
             elapsed = time.perf_counter() - tick
-            tokens_seen = float(host["tokens"])
             values = {
-                "loss": float(host["loss"]) / max(count, 1),
+                "loss": float(host["loss"]) / window,
                 **metrics_lib.summarize(host),
                 "learning_rate": float(step_metrics["learning_rate"]),
-                "grad_norm": float(host["grad_norm"]) / max(count, 1),
-                "tokens_per_sec": tokens_seen / max(elapsed, 1e-9),
+                "grad_norm": float(host["grad_norm"]) / window,
+                "tokens_per_sec": float(host["tokens"]) / max(elapsed, 1e-9),
             }
             writer.write(done, "train", values)
             writer.advance(done)
-            sums, tick = None, time.perf_counter()
+            sums, tick, window = None, time.perf_counter(), 0
         is_eval = done % config.train.eval_every == 0 or done == num_steps
         if is_eval:
             final_eval = family.evaluate(model, state.params, data, config, eval_step,
