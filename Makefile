@@ -3,11 +3,13 @@
 #   make train   the default main job (attention seq2seq on date normalisation, CPU, minutes)
 #   make test    ruff + the whole test suite
 #   make data    installs the Debian packages holding the real corpora (needs root or sudo)
-#   make bench   the full attention benchmark sweep (results under benchmarks/results/)
+#   make bench   the full benchmark sweeps: attention kernels, training steps, decoding,
+#                each beside its torch peer (results under benchmarks/results/)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 WORKDIR ?= runs/date_seq2seq
 DEBIAN_DATA := trans-de-en sword-text-kjv sword-text-sparv wordnet-base dataset-fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -34,8 +36,14 @@ data:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_DATA)
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) benchmarks/attention.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/decode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

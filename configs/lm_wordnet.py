@@ -36,7 +36,7 @@ def get_config(arg: str | None = None):
     c.eval.max_decode_len = 100
     if arg == "tiny":
         c.model.name = "lm_tiny"
-        c.data.batch_size = 4
+        c.data.batch_size = 8
         c.data.eval_batch_size = 8
         c.data.max_tgt_len = 32
         c.data.num_eval = 16

@@ -112,9 +112,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     """From step 4 on the step poisons its output; the loop must stop before saving it."""
     import jax.numpy as jnp
 
-    from zoo.train import loop
+    from zoo.train import state as state_lib
 
-    real = loop.make_train_step
+    real = state_lib.make_train_step
 
     def poisoned(loss_fn, schedule):
         step_fn = real(loss_fn, schedule)
@@ -128,7 +128,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
         return train_step
 
-    monkeypatch.setattr(loop, "make_train_step", poisoned)
+    monkeypatch.setattr(state_lib, "make_train_step", poisoned)
     config = _tiny(**{"train.checkpoint_every": 1, "train.log_every": 5,
                       "train.eval_every": 100})
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 4.*step 3"):

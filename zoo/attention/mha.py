@@ -19,11 +19,14 @@ each sequence by its own length.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 from zoo.attention.api import dot_product_attention, reference_attention
@@ -34,6 +37,48 @@ Dtype = Any
 
 def _partitioned(init, names):
     return nn.with_logical_partitioning(init, names)
+
+
+class Projection(nn.Module):
+    """``x`` contracted over its last ``in_axes`` axes into ``features``, with named axes.
+
+    The maths and initialisation of ``nn.DenseGeneral`` (the kernel is drawn
+    flattened to [inputs, outputs], so fan-in/fan-out are the true ones), but
+    the logical names are attached to the full-rank kernel. ``DenseGeneral``
+    names the flattened draw instead, and its apply-time shape check then
+    fails under an active mesh (flax 0.12) -- exactly when sharding matters.
+    """
+
+    features: tuple[int, ...]
+    in_axes: int
+    kernel_names: tuple[str, ...]
+    bias_names: tuple[str, ...]
+    use_bias: bool = True
+    dtype: Dtype | None = None
+    param_dtype: Dtype = jnp.float32
+    kernel_init: Callable = nn.initializers.lecun_normal()
+
+    @nn.compact
+    def __call__(self, x):
+        in_shape = x.shape[x.ndim - self.in_axes:]
+        shape = tuple(in_shape) + tuple(self.features)
+
+        def init(rng, shape, dtype):
+            flat = (math.prod(in_shape), math.prod(self.features))
+            return jnp.reshape(self.kernel_init(rng, flat, dtype), shape)
+
+        kernel = self.param("kernel", _partitioned(init, self.kernel_names), shape,
+                            self.param_dtype)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", _partitioned(nn.initializers.zeros, self.bias_names),
+                              tuple(self.features), self.param_dtype)
+        x, kernel, bias = promote_dtype(x, kernel, bias, dtype=self.dtype)
+        contract = (tuple(range(x.ndim - self.in_axes, x.ndim)), tuple(range(self.in_axes)))
+        y = lax.dot_general(x, kernel, (contract, ((), ())))  # [..., *features]
+        if bias is None:
+            return y
+        return y + jnp.reshape(bias, (1,) * (y.ndim - bias.ndim) + bias.shape)
 
 
 class MultiHeadAttention(nn.Module):
@@ -85,11 +130,10 @@ class MultiHeadAttention(nn.Module):
         return n, kh, h
 
     def _dense(self, heads: int, head_dim: int, head_axis: str, name: str):
-        return nn.DenseGeneral(
-            features=(heads, head_dim), use_bias=self.use_bias, dtype=self.dtype,
-            param_dtype=self.param_dtype, name=name,
-            kernel_init=_partitioned(self.kernel_init, ("embed", head_axis, "head_dim")),
-            bias_init=_partitioned(nn.initializers.zeros, (head_axis, "head_dim")),
+        return Projection(
+            features=(heads, head_dim), in_axes=1, use_bias=self.use_bias, dtype=self.dtype,
+            param_dtype=self.param_dtype, name=name, kernel_init=self.kernel_init,
+            kernel_names=("embed", head_axis, "head_dim"), bias_names=(head_axis, "head_dim"),
         )
 
     @nn.compact
@@ -176,11 +220,11 @@ class MultiHeadAttention(nn.Module):
         else:
             out = dot_product_attention(q, k, v, implementation=self.implementation, **options)
         out = nn.with_logical_constraint(out, ("batch", "length", "heads", "head_dim"))
-        y = nn.DenseGeneral(
-            features=self.out_features or d, axis=(-2, -1), use_bias=self.use_bias,
+        y = Projection(
+            features=(self.out_features or d,), in_axes=2, use_bias=self.use_bias,
             dtype=self.dtype, param_dtype=self.param_dtype, name="out",
-            kernel_init=_partitioned(self.kernel_init, ("heads", "head_dim", "embed")),
-            bias_init=_partitioned(nn.initializers.zeros, ("embed",)),
+            kernel_init=self.kernel_init, kernel_names=("heads", "head_dim", "embed"),
+            bias_names=("embed",),
         )(out)  # [B, T, D]
         y = nn.with_logical_constraint(y, ("batch", "length", "embed"))
         return (y, weights) if return_weights else y

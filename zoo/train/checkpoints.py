@@ -1,5 +1,10 @@
 """Orbax checkpoints: named items (train state, data-iterator state, config).
 
+* The train state is saved by every process together (global, possibly
+  sharded arrays); each process writes its own data-iterator position
+  (``data/process_<i>-of-<n>.json``, grain's checkpoint handler); the config
+  is written once.
+
 * Saves are asynchronous; the last ``max_to_keep`` steps are kept, plus the
   best step by ``best_metric`` when one is given.
 * Restoring walks back from the newest step: a step that fails to restore (a
@@ -12,12 +17,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import time
 from typing import Any, NamedTuple
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -28,8 +35,28 @@ log = logging.getLogger(__name__)
 class Restored(NamedTuple):
     step: int
     state: Any
-    data: dict | None
+    data: dict | None  # this process's data-iterator state; None if saved by another layout
     config: dict | None
+
+
+class _IteratorState:
+    """What grain's handler saves/restores: an iterator state as JSON bytes.
+
+    Saving a snapshot (not the live iterator) keeps an asynchronous save from
+    recording a position the loop has already moved past.
+    """
+
+    def __init__(self, state: dict | None = None):
+        self.state = state
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.state).encode()
+
+    def set_state(self, raw: bytes) -> None:
+        self.state = json.loads(raw)
+
+    def start_prefetch(self) -> None:
+        pass
 
 
 def abstract_like(tree):
@@ -76,7 +103,7 @@ class Checkpointer:
              metrics: dict | None = None) -> None:
         items = {"state": ocp.args.StandardSave(state)}
         if data is not None:
-            items["data"] = ocp.args.JsonSave(data)
+            items["data"] = grain.checkpoint.CheckpointSave(_IteratorState(data))
         if config is not None:
             items["config"] = ocp.args.JsonSave(config)
         self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
@@ -96,18 +123,32 @@ class Checkpointer:
         return None
 
     def _restore(self, step: int, target) -> Restored:
-        names = set(self._manager.item_metadata(step).keys()) if hasattr(
-            self._manager.item_metadata(step), "keys") else {"state"}
+        folder = os.path.join(self.directory, str(step))
+        names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         items = {"state": ocp.args.StandardRestore(target)}
-        for name in ("data", "config"):
-            if name in names:
-                items[name] = ocp.args.JsonRestore()
+        if "config" in names:
+            items["config"] = ocp.args.JsonRestore()
         out = self._manager.restore(step, args=ocp.args.Composite(**items))
-        return Restored(step, out["state"], out.get("data"), out.get("config"))
+        return Restored(step, out["state"], self._restore_data(step, names), out.get("config"))
+
+    def _restore_data(self, step: int, names) -> dict | None:
+        """This process's iterator state, or None when the step was saved by another
+        process layout (e.g. two hosts, restored on one): the data then restarts."""
+        if "data" not in names:
+            return None
+        expected = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        if not os.path.exists(os.path.join(self.directory, str(step), "data", expected)):
+            log.warning("checkpoint step %d was written by another process layout; the data "
+                        "iterator starts afresh", step)
+            return None
+        item = _IteratorState()
+        self._manager.restore(step, args=ocp.args.Composite(
+            data=grain.checkpoint.CheckpointRestore(item)))
+        return item.state
 
     def _move_aside(self, step: int) -> None:
         src = os.path.join(self.directory, str(step))
-        if os.path.exists(src):
+        if os.path.exists(src) and jax.process_index() == 0:  # one process moves, all reload
             dst_dir = self.directory.rstrip("/") + ".corrupt"
             os.makedirs(dst_dir, exist_ok=True)
             shutil.move(src, os.path.join(dst_dir, f"{step}-{int(time.time())}"))

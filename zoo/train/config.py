@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "date"  # a zoo builder name or any prepared TFDS name
     c.data.data_dir = ""  # "" -> <workdir>/data
-    c.data.batch_size = 64
+    c.data.batch_size = 64  # global: split over processes and the mesh's batch axes
     c.data.eval_batch_size = 256
     c.data.max_src_len = 40
     c.data.max_tgt_len = 16
@@ -64,6 +64,13 @@ def base_config() -> ml_collections.ConfigDict:
     # A workdir (or its checkpoints/ folder) to start from when this workdir has no
     # checkpoint yet: the newest good step there is restored onto this run's devices.
     c.train.restore_from = ""
+
+    # The device mesh and how the models' logical axes map onto it (zoo/sharding.py).
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1,)  # axis sizes; one -1 takes the remaining devices
+    c.mesh.axes = ("data",)  # names: data, fsdp, tensor
+    c.mesh.strategy = "dp"  # dp | fsdp | tp | fsdp_tp
+    c.mesh.rules = ()  # extra (logical name, mesh axis or None) pairs, tried before the table
 
     c.eval = ml_collections.ConfigDict()
     c.eval.method = "greedy"  # greedy | beam

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grain
+import jax
 import numpy as np
 import sacrebleu
 
@@ -74,6 +75,11 @@ class DictIterator:
 
     def set_state(self, state: dict) -> None:
         self._it.set_state(state)
+
+
+def _per_process(batch_size: int) -> int:
+    """This process's rows of a global batch (the loop checks divisibility)."""
+    return batch_size // jax.process_count()
 
 
 def _data_dir(config, workdir: str) -> str:
@@ -137,7 +143,7 @@ def seq2seq_data(config, workdir: str) -> Bundle:
 
     def train_iterator():
         ds = pipeline.seq2seq_dataset(
-            train, batch_size=config.data.batch_size, shuffle=True, seed=config.seed,
+            train, batch_size=_per_process(config.data.batch_size), shuffle=True, seed=config.seed,
             shard=grain.sharding.ShardByJaxProcess(drop_remainder=True), **common)
         return DictIterator(iter(ds))
 
@@ -195,7 +201,7 @@ def lm_data(config, workdir: str) -> Bundle:
 
     def train_iterator():
         ds = pipeline.lm_dataset(train, tokenizer=tok, field=field,
-                                 batch_size=config.data.batch_size,
+                                 batch_size=_per_process(config.data.batch_size),
                                  seq_len=config.data.max_tgt_len, shuffle=True, seed=config.seed,
                                  shard=grain.sharding.ShardByJaxProcess(drop_remainder=True))
         return LMIterator(iter(ds))

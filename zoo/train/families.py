@@ -23,16 +23,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.train import losses, plots
+from zoo.train import losses, optim, plots
 from zoo.train import metrics as metrics_lib
+from zoo.train import state as state_lib
+from zoo.train.state import TrainState
 
 
 class Family(NamedTuple):
+    """How one kind of model is fed, stepped and evaluated; the loop does the rest.
+
+    ``init_state`` must be a pure, traceable function of ``rng`` (the loop runs
+    it under ``jax.eval_shape`` to plan shardings, then jitted with sharded
+    outputs); parameters may carry logical-axis boxes. Steps see unboxed state.
+    """
+
     data: Callable[..., Any]  # (config, workdir) -> a data bundle (zoo/train/data.py)
-    init: Callable[..., Any]  # (model, rng, example_batch) -> params
-    make_loss: Callable[..., Any]  # (model, config) -> loss_fn(params, batch, rng, deterministic)
-    evaluate: Callable[..., dict]  # (model, params, data, config, eval_step, workdir, step)
-    vocab_fields: Callable[..., dict]  # (module class, {"src": n, "tgt": n}) -> config fields
+    model_fields: Callable[..., dict]  # (module class, bundle) -> model config fields from data
+    planning_fields: Callable[..., dict]  # (config, vocab size | None) -> the same, without data
+    init_state: Callable[..., Any]  # (model, config, rng) -> state (a pytree with .step)
+    make_train_step: Callable[..., Any]  # (model, config) -> step(state, batch) -> (state, m)
+    summarize: Callable[..., dict]  # (summed metrics, last metrics, steps, seconds) -> logged
+    make_evaluate: Callable[..., Any]  # (model, config) -> eval(state, data, *, workdir, step)
 
 
 class Seq2SeqAdapter(NamedTuple):
@@ -124,11 +135,27 @@ def _eval_loss(params, data, eval_step) -> dict:
 
 # --- seq2seq ----------------------------------------------------------------------------------
 
-def _seq2seq_init(model, rng, batch):
-    adapter = seq2seq_adapter(type(model))
-    params_rng, dropout_rng = jax.random.split(rng)
-    rngs = {"params": params_rng, "dropout": dropout_rng}
-    return jax.jit(lambda rngs: adapter.init(model, rngs, batch))(rngs)["params"]
+def _seq2seq_dummy_batch(config) -> dict:
+    """A two-row batch with the configured lengths: all ``init`` needs is the shapes."""
+    src = np.full((2, config.data.max_src_len), 4, np.int32)
+    tgt = np.full((2, config.data.max_tgt_len), 4, np.int32)
+    lengths = np.asarray([config.data.max_src_len, 1], np.int32)
+    return {"src": src, "src_lengths": lengths, "tgt_in": tgt, "tgt_out": tgt,
+            "tgt_lengths": np.asarray([config.data.max_tgt_len, 1], np.int32)}
+
+
+def _supervised_state(variables_fn):
+    def init_state(model, config, rng):
+        params_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+        variables = variables_fn(model, config, {"params": params_rng, "dropout": dropout_rng})
+        tx, _ = optim.make_optimizer(config.optim)
+        return TrainState.create(variables["params"], tx, state_rng)
+
+    return init_state
+
+
+def _seq2seq_variables(model, config, rngs):
+    return seq2seq_adapter(type(model)).init(model, rngs, _seq2seq_dummy_batch(config))
 
 
 def _seq2seq_loss(model, config):
@@ -197,11 +224,8 @@ def _heatmaps(model, params, adapter, data, first, workdir, step, count):
 
 # --- decoder-only LM ------------------------------------------------------------------------
 
-def _lm_init(model, rng, batch):
-    params_rng, dropout_rng = jax.random.split(rng)
-    variables = jax.jit(lambda r1, r2: model.init({"params": r1, "dropout": r2},
-                                                  batch["inputs"]))(params_rng, dropout_rng)
-    return variables["params"]
+def _lm_variables(model, config, rngs):
+    return model.init(rngs, np.full((2, config.data.max_tgt_len), 4, np.int32))
 
 
 def _lm_loss(model, config):
@@ -241,20 +265,91 @@ def _lm_samples(model, params, data, config, step, count: int = 3) -> list[str]:
     return [data.detokenize(row) for row in np.asarray(out.tokens)]
 
 
-def _families() -> dict[str, Family]:
-    from zoo.train import data as data_lib  # noqa: PLC0415 -- data imports heavy deps
-
+def _supervised_summary(sums: dict, last: dict, window: int, seconds: float) -> dict:
     return {
-        "seq2seq": Family(data_lib.seq2seq_data, _seq2seq_init, _seq2seq_loss,
-                          _seq2seq_evaluate,
-                          lambda cls, vocab: seq2seq_adapter(cls).vocab_fields(vocab)),
-        "lm": Family(data_lib.lm_data, _lm_init, _lm_loss, _lm_evaluate,
-                     lambda cls, vocab: {"vocab_size": vocab["tgt"]}),
+        "loss": float(sums["loss"]) / window,
+        **metrics_lib.summarize(sums),
+        "learning_rate": float(last["learning_rate"]),
+        "grad_norm": float(sums["grad_norm"]) / window,
+        "tokens_per_sec": float(sums["tokens"]) / max(seconds, 1e-9),
     }
 
 
+def _supervised_steps(make_loss, evaluate):
+    """(make_train_step, make_evaluate) for a family defined by a loss and an evaluation."""
+
+    def make_train_step(model, config):
+        _, schedule = optim.make_optimizer(config.optim)
+        return state_lib.make_train_step(make_loss(model, config), schedule)
+
+    def make_evaluate(model, config):
+        eval_step = jax.jit(state_lib.make_eval_step(make_loss(model, config)))
+
+        def run(state, data, *, workdir, step):
+            return evaluate(model, state.params, data, config, eval_step, workdir=workdir,
+                            step=step)
+
+        return run
+
+    return make_train_step, make_evaluate
+
+
+def _vocab_planning(fields):
+    """Planner fields: the vocabulary the data would give, or the preset's own."""
+    def planning(config, vocab_size):
+        if vocab_size is None:
+            return {}
+        return fields({"src": vocab_size, "tgt": vocab_size})
+
+    return planning
+
+
+def _seq2seq_family() -> Family:
+    from zoo import registry
+    from zoo.train import data as data_lib  # noqa: PLC0415 -- data imports heavy deps
+
+    def planning(config, vocab_size):
+        fields = seq2seq_adapter(registry.get(config.model.name).module).vocab_fields
+        return _vocab_planning(fields)(config, vocab_size)
+
+    make_train_step, make_evaluate = _supervised_steps(_seq2seq_loss, _seq2seq_evaluate)
+    return Family(
+        data_lib.seq2seq_data,
+        lambda cls, data: seq2seq_adapter(cls).vocab_fields(data.vocab),
+        planning,
+        _supervised_state(_seq2seq_variables),
+        make_train_step, _supervised_summary, make_evaluate,
+    )
+
+
+def _lm_family() -> Family:
+    from zoo.train import data as data_lib  # noqa: PLC0415 -- data imports heavy deps
+
+    make_train_step, make_evaluate = _supervised_steps(_lm_loss, _lm_evaluate)
+    return Family(
+        data_lib.lm_data,
+        lambda cls, data: {"vocab_size": data.vocab["tgt"]},
+        _vocab_planning(lambda v: {"vocab_size": v["tgt"]}),
+        _supervised_state(_lm_variables),
+        make_train_step, _supervised_summary, make_evaluate,
+    )
+
+
+_FAMILIES: dict[str, Callable[[], Family]] = {"seq2seq": _seq2seq_family, "lm": _lm_family}
+
+
+def register(name: str, make: Callable[[], Family]) -> None:
+    """Adds a family (built lazily by ``make``); a taken name raises."""
+    if name in _FAMILIES:
+        raise ValueError(f"family {name!r} is already registered")
+    _FAMILIES[name] = make
+
+
+def names() -> list[str]:
+    return sorted(_FAMILIES)
+
+
 def get(name: str) -> Family:
-    families = _families()
-    if name not in families:
-        raise ValueError(f"config key 'family' is {name!r}; allowed: {sorted(families)}")
-    return families[name]
+    if name not in _FAMILIES:
+        raise ValueError(f"config key 'family' is {name!r}; allowed: {names()}")
+    return _FAMILIES[name]()

@@ -1,9 +1,16 @@
 """``train_and_evaluate(config, workdir)``: the main training job.
 
-The loop is family-agnostic: a *family* (``zoo/train/families.py``) says how a
-batch feeds a model (loss) and how the model is evaluated (decoding, exact
-match, BLEU). Everything else is here: state creation, the jitted donated
-step, metrics, evaluation cadence, checkpoints and resume.
+The loop is family-agnostic: a *family* (``zoo/train/families.py``) says how
+its state is created, what one step does and how the model is evaluated.
+Everything else is here: the mesh and sharded state creation, the jitted
+donated step with explicit in/out shardings, metrics, evaluation cadence,
+checkpoints and resume.
+
+Sharding (``config.mesh``, see ``zoo/sharding.py``): the state is created
+directly sharded by the rules; each process feeds its own rows of the global
+batch; the step is traced with the mesh and rules in scope so the models'
+logical activation constraints are real. Evaluation runs on the sharded
+parameters outside that scope (its batches need not divide the mesh).
 
 Resume: the train state, the data iterator's state and the config are saved
 together; a restarted run continues from the newest checkpoint that restores
@@ -18,28 +25,21 @@ import math
 import os
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from zoo import registry
-from zoo.train import checkpoints, families, optim, plots
+from zoo import registry, sharding
+from zoo.train import checkpoints, families, plots
 from zoo.train import config as config_lib
 from zoo.train import metrics as metrics_lib
-from zoo.train.state import TrainState, make_eval_step, make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
-
-
-def _first_bad_step(losses: list[tuple[int, jax.Array]]) -> int | None:
-    for step, loss in losses:
-        if not math.isfinite(float(loss)):
-            return step
-    return None
 
 
 def _restore_from(path: str, state):
@@ -57,25 +57,53 @@ def _restore_from(path: str, state):
     return restored
 
 
+def build_model(config, family, data):
+    """The registry model of ``config``, with the fields the data decides (vocab sizes)."""
+    module_cls = registry.get(config.model.name).module
+    model_cfg = config_lib.model_config(config, **family.model_fields(module_cls, data))
+    return module_cls(config=model_cfg)
+
+
+def init_sharded(family, model, config, plan: sharding.Plan, rng):
+    """(state, state shardings): the state created directly sharded on ``plan``'s mesh.
+
+    The boxed abstract state (``eval_shape``, no memory) gives each leaf its
+    logical axes; the rules turn them into shardings; the jitted init then
+    writes every shard on its own device -- no full copy on one device first.
+    """
+    def init(r):
+        return family.init_state(model, config, r)
+
+    abstract = jax.eval_shape(init, rng)
+    shardings = plan.state_shardings(abstract)
+    # Leaves in, leaves out: static fields (the optimizer) then come from `abstract`,
+    # so the state, its shardings and every later step agree on one tree structure.
+    flat = jax.jit(lambda r: jax.tree.leaves(nn.unbox(init(r))),
+                   out_shardings=jax.tree.leaves(shardings))(rng)
+    return jax.tree.unflatten(jax.tree.structure(nn.unbox(abstract)), flat), shardings
+
+
+def _finite(metrics: dict) -> bool:
+    return all(math.isfinite(float(v)) for k, v in metrics.items() if k.endswith("loss"))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its checkpoints; returns eval metrics."""
     config = config_lib.validate(config)
     os.makedirs(workdir, exist_ok=True)
     tfds.disable_progress_bar()
+    plan = sharding.plan_from_config(config)
+    plan.check_batch_size(config.data.batch_size)
     family = families.get(config.family)
     data = family.data(config, workdir)
-    module_cls = registry.get(config.model.name).module
-    model_cfg = config_lib.model_config(config, **family.vocab_fields(module_cls, data.vocab))
-    model = module_cls(config=model_cfg)
+    model = build_model(config, family, data)
 
-    rng = jax.random.PRNGKey(config.seed)
-    init_rng, state_rng = jax.random.split(rng)
-    params = family.init(model, init_rng, data.example_batch)
-    tx, schedule = optim.make_optimizer(config.optim)
-    state = TrainState.create(params, tx, state_rng)
-    loss_fn = family.make_loss(model, config)
-    train_step = jax.jit(make_train_step(loss_fn, schedule), donate_argnums=0)
-    eval_step = jax.jit(make_eval_step(loss_fn))
+    state, shardings = init_sharded(family, model, config, plan,
+                                    jax.random.PRNGKey(config.seed))
+    train_step = jax.jit(family.make_train_step(model, config), donate_argnums=0,
+                         in_shardings=(shardings, plan.batch_sharding),
+                         out_shardings=(shardings, plan.replicated))
+    evaluate = family.make_evaluate(model, config)
 
     ckpt = checkpoints.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.max_to_keep,
@@ -92,21 +120,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if restored.data is not None:
             train_iter.set_state(restored.data)
         print(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
 
     num_steps = config.train.num_train_steps
     writer = metrics_lib.MetricWriter(workdir, num_steps, initial_step=start,
                                       progress_bar=config.train.progress_bar,
                                       is_main_process=jax.process_index() == 0)
-    pending: list[tuple[int, jax.Array]] = []  # (step, loss) not yet checked on the host
+    pending: list[tuple[int, dict]] = []  # (step, metrics) not yet checked on the host
     sums = None
     last_good = ckpt.latest_step()
     tick, window = time.perf_counter(), 0  # steps summed into `sums` since the last log
     final_eval: dict = {}
 
     def check_finite():
-        bad = _first_bad_step(pending)
+        bad = next((step for step, m in pending if not _finite(m)), None)
         pending.clear()
         if bad is not None:
             ckpt.wait()
@@ -122,41 +151,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                   metrics=eval_metrics or None)
         last_good = step
 
+    def run_eval(step):
+        result = evaluate(state, data, workdir=workdir, step=step)
+        writer.write(step, "eval", result)
+        return result
+
     for step in range(start, num_steps):
-        batch = next(train_iter)
-        state, step_metrics = train_step(state, batch)
+        batch = plan.global_batch(next(train_iter))
+        with plan.activate():  # logical activation constraints -> real sharding constraints
+            state, step_metrics = train_step(state, batch)
         done = step + 1
-        pending.append((done, step_metrics["loss"]))
+        pending.append((done, {k: v for k, v in step_metrics.items() if k.endswith("loss")}))
         sums = step_metrics if sums is None else jax.tree.map(jnp.add, sums, step_metrics)
         window += 1
         if done % config.train.log_every == 0 or done == num_steps:
             check_finite()
-            host = jax.device_get(sums)
-            elapsed = time.perf_counter() - tick
-            values = {
-                "loss": float(host["loss"]) / window,
-                **metrics_lib.summarize(host),
-                "learning_rate": float(step_metrics["learning_rate"]),
-                "grad_norm": float(host["grad_norm"]) / window,
-                "tokens_per_sec": float(host["tokens"]) / max(elapsed, 1e-9),
-            }
+            values = family.summarize(jax.device_get(sums), jax.device_get(step_metrics),
+                                      window, time.perf_counter() - tick)
             writer.write(done, "train", values)
             writer.advance(done)
             sums, tick, window = None, time.perf_counter(), 0
         is_eval = done % config.train.eval_every == 0 or done == num_steps
         if is_eval:
-            final_eval = family.evaluate(model, state.params, data, config, eval_step,
-                                         workdir=workdir, step=done)
-            writer.write(done, "eval", final_eval)
+            final_eval = run_eval(done)
             tick = time.perf_counter()
         if done % config.train.checkpoint_every == 0 or done == num_steps:
             save(done, final_eval if is_eval else None)
     if start >= num_steps and not final_eval:
-        final_eval = family.evaluate(model, state.params, data, config, eval_step,
-                                     workdir=workdir, step=start)
+        final_eval = run_eval(start)
     ckpt.wait()
     ckpt.close()
     writer.close()
-    plots.plot_curves(workdir)
+    if jax.process_index() == 0:
+        plots.plot_curves(workdir)
     return {k: (float(v) if isinstance(v, int | float | np.floating) else v)
             for k, v in final_eval.items()}
