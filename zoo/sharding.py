@@ -156,17 +156,8 @@ def check_divisible(path: str, shape: Sequence[int], spec: PartitionSpec,
                 "the model size, the mesh, or map that logical axis to None in mesh.rules")
 
 
-def _logical_names(abstract_tree):
-    """Per leaf: the tuple of logical names (None for unannotated leaves), boxes stripped."""
-    def names(x):
-        return tuple(x.names) if isinstance(x, nn.LogicallyPartitioned) else None
-
-    return jax.tree.map(names, abstract_tree,
-                        is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-
-
 def _path(keypath) -> str:
-    return "".join(jax.tree_util.keystr((k,)) for k in keypath).lstrip(".") or "<root>"
+    return jax.tree_util.keystr(tuple(keypath), simple=True, separator="/") or "<root>"
 
 
 def leaf_specs(abstract_tree, rules: Rules, sizes: dict[str, int]):
@@ -314,10 +305,11 @@ def describe(config, *, num_devices: int, vocab_size: int | None = None) -> str:
     sizes = axis_sizes(tuple(m.shape), tuple(m.axes), num_devices)
     rules = make_rules(m.strategy, tuple(m.axes), tuple(m.rules))
     family = families.get(config.family)
-    fields = family.planning_fields(config, vocab_size)
-    model = registry.get(config.model.name).module(
-        config=config_lib.model_config(config, **fields))
-    abstract = jax.eval_shape(lambda r: family.init_state(model, config, r, None),
+    module_cls = registry.get(config.model.name).module
+    fields = {} if vocab_size is None else family.vocab_fields(
+        module_cls, {"src": vocab_size, "tgt": vocab_size})
+    model = module_cls(config=config_lib.model_config(config, **fields))
+    abstract = jax.eval_shape(lambda r: family.init_state(model, config, r),
                               jax.random.PRNGKey(0))
     _, rows = leaf_specs(abstract, rules, sizes)
     lines = [f"model {config.model.name}, mesh {sizes}, strategy {m.strategy!r}",
@@ -326,11 +318,11 @@ def describe(config, *, num_devices: int, vocab_size: int | None = None) -> str:
              f"{'bytes/device':>13s}"]
     totals: dict[str, int] = {}
     for path, shape, names, spec, dtype in rows:
-        part = path.split(".")[0].split("[")[0]
+        part = path.split("/")[0]
         per_device = _bytes(shape, dtype, spec, sizes)
         totals[part] = totals.get(part, 0) + per_device
         if part == "params":
-            lines.append(f"{path[7:]:60s} {str(shape):>18s} {str(names):34s} "
+            lines.append(f"{path.removeprefix('params/'):60s} {str(shape):>18s} {str(names):34s} "
                          f"{str(tuple(spec)):24s} {per_device:13,d}")
     lines.append("")
     for part, total in totals.items():

@@ -38,8 +38,7 @@ class Family(NamedTuple):
     """
 
     data: Callable[..., Any]  # (config, workdir) -> a data bundle (zoo/train/data.py)
-    model_fields: Callable[..., dict]  # (module class, bundle) -> model config fields from data
-    planning_fields: Callable[..., dict]  # (config, vocab size | None) -> the same, without data
+    vocab_fields: Callable[..., dict]  # (module class, {"src": n, "tgt": n}) -> config fields
     init_state: Callable[..., Any]  # (model, config, rng) -> state (a pytree with .step)
     make_train_step: Callable[..., Any]  # (model, config) -> step(state, batch) -> (state, m)
     summarize: Callable[..., dict]  # (summed metrics, last metrics, steps, seconds) -> logged
@@ -294,29 +293,13 @@ def _supervised_steps(make_loss, evaluate):
     return make_train_step, make_evaluate
 
 
-def _vocab_planning(fields):
-    """Planner fields: the vocabulary the data would give, or the preset's own."""
-    def planning(config, vocab_size):
-        if vocab_size is None:
-            return {}
-        return fields({"src": vocab_size, "tgt": vocab_size})
-
-    return planning
-
-
 def _seq2seq_family() -> Family:
-    from zoo import registry
     from zoo.train import data as data_lib  # noqa: PLC0415 -- data imports heavy deps
-
-    def planning(config, vocab_size):
-        fields = seq2seq_adapter(registry.get(config.model.name).module).vocab_fields
-        return _vocab_planning(fields)(config, vocab_size)
 
     make_train_step, make_evaluate = _supervised_steps(_seq2seq_loss, _seq2seq_evaluate)
     return Family(
         data_lib.seq2seq_data,
-        lambda cls, data: seq2seq_adapter(cls).vocab_fields(data.vocab),
-        planning,
+        lambda cls, vocab: seq2seq_adapter(cls).vocab_fields(vocab),
         _supervised_state(_seq2seq_variables),
         make_train_step, _supervised_summary, make_evaluate,
     )
@@ -328,8 +311,7 @@ def _lm_family() -> Family:
     make_train_step, make_evaluate = _supervised_steps(_lm_loss, _lm_evaluate)
     return Family(
         data_lib.lm_data,
-        lambda cls, data: {"vocab_size": data.vocab["tgt"]},
-        _vocab_planning(lambda v: {"vocab_size": v["tgt"]}),
+        lambda cls, vocab: {"vocab_size": vocab["tgt"]},
         _supervised_state(_lm_variables),
         make_train_step, _supervised_summary, make_evaluate,
     )

@@ -60,7 +60,7 @@ def _restore_from(path: str, state):
 def build_model(config, family, data):
     """The registry model of ``config``, with the fields the data decides (vocab sizes)."""
     module_cls = registry.get(config.model.name).module
-    model_cfg = config_lib.model_config(config, **family.model_fields(module_cls, data))
+    model_cfg = config_lib.model_config(config, **family.vocab_fields(module_cls, data.vocab))
     return module_cls(config=model_cfg)
 
 
@@ -83,8 +83,8 @@ def init_sharded(family, model, config, plan: sharding.Plan, rng):
     return jax.tree.unflatten(jax.tree.structure(nn.unbox(abstract)), flat), shardings
 
 
-def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(float(v)) for k, v in metrics.items() if k.endswith("loss"))
+def _finite(losses: dict) -> bool:
+    return all(math.isfinite(float(v)) for v in losses.values())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -128,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = metrics_lib.MetricWriter(workdir, num_steps, initial_step=start,
                                       progress_bar=config.train.progress_bar,
                                       is_main_process=jax.process_index() == 0)
-    pending: list[tuple[int, dict]] = []  # (step, metrics) not yet checked on the host
+    pending: list[tuple[int, dict]] = []  # (step, its *loss metrics) not yet checked
     sums = None
     last_good = ckpt.latest_step()
     tick, window = time.perf_counter(), 0  # steps summed into `sums` since the last log
