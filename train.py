@@ -3,30 +3,84 @@
     python train.py --config configs/date_seq2seq.py --workdir runs/date
     python train.py --config configs/date_seq2seq.py:tiny --workdir /tmp/t \
         --config.train.num_train_steps=10
+    python train.py --workdir runs/lm --sample "a small " --num_samples 3   # a trained LM
 
 The work happens in ``zoo.train.train_and_evaluate``; this file only parses
 flags. Re-running the same command resumes from the newest good checkpoint.
 """
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from zoo import sharding
 from zoo.train.loop import train_and_evaluate
+from zoo.train.sample import sample_from_checkpoint
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.mark_flags_as_required(["workdir"])
+# Sampling instead of training (zoo/train/sample.py): --config then defaults to the
+# workdir's config.json.
+flags.DEFINE_multi_string("sample", None, "Continue this prompt ('' = from scratch) with the "
+                          "newest checkpoint of --workdir's language model instead of "
+                          "training; repeat the flag for more prompts.")
+flags.DEFINE_integer("num_samples", 3, "With --sample: samples per prompt.")
+flags.DEFINE_integer("max_new_tokens", None, "With --sample: the longest sample in tokens "
+                     "(default: the config's eval.max_decode_len).")
+flags.DEFINE_float("temperature", 0.8, "With --sample: the sampling temperature.")
+flags.DEFINE_integer("top_k", None, "With --sample: draw from the k likeliest tokens only.")
+flags.DEFINE_integer("sample_seed", 0, "With --sample: the sampling key's seed.")
+# Multi-host (zoo/sharding.py): one train.py per process, the same flags everywhere but
+# --process_id. Unset flags fall back to JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+# JAX_PROCESS_ID; with no coordinator at all the run is a single process.
+flags.DEFINE_string("coordinator_address", "", "host:port of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", 0, "Number of processes in the run.")
+flags.DEFINE_integer("process_id", -1, "This process's index, 0 .. num_processes - 1.")
+flags.DEFINE_integer("heartbeat_timeout_seconds", 100,
+                     "Seconds without a peer's heartbeat before the run aborts with an error.")
+flags.DEFINE_integer("initialization_timeout", 300,
+                     "Seconds to wait for every process to join the coordinator.")
+flags.DEFINE_integer("num_cpu_devices", 0,
+                     "Fake CPU devices in this process (0: JAX's default); for trying a mesh "
+                     "or a multi-host setup on one machine.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # TFDS and Orbax are chatty at INFO
+    if FLAGS.sample is not None:
+        _sample()
+        return
+    if FLAGS.config is None:
+        raise app.UsageError("--config is required (only --sample runs without it)")
+    if FLAGS.num_cpu_devices:
+        jax.config.update("jax_num_cpu_devices", FLAGS.num_cpu_devices)
+    # Before anything touches a device: every process joins the coordinator first.
+    sharding.initialize_distributed(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+        heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
+        initialization_timeout=FLAGS.initialization_timeout)
     result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
     print("final evaluation:", {k: round(v, 4) if isinstance(v, float) else v
                                 for k, v in result.items()})
+
+
+def _sample():
+    try:
+        out = sample_from_checkpoint(
+            FLAGS.workdir, FLAGS.sample, num_samples=FLAGS.num_samples,
+            max_new_tokens=FLAGS.max_new_tokens, temperature=FLAGS.temperature,
+            top_k=FLAGS.top_k, seed=FLAGS.sample_seed, config=FLAGS.config)
+    except ValueError as err:  # a wrong workdir or argument: the message says what to do
+        raise SystemExit(f"train.py --sample: {err}") from err
+    print(f"samples from step {out.step} of {FLAGS.workdir}:")
+    for prompt, texts in zip(out.prompts, out.texts, strict=True):
+        for text in texts:
+            print(f"  {prompt!r} + {text!r}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -283,6 +283,26 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
                                heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                                initialization_timeout=initialization_timeout)
     return True
+
+
+def process_zero_first(what: str, make: Callable[[], Any]) -> Any:
+    """``make()`` on process 0, then on the others: one process writes shared files first.
+
+    Preparing a dataset or training a tokenizer writes files; with several
+    processes on one file system, process 0 writes them while the others wait
+    at a barrier, then the others call ``make`` too (on a shared file system it
+    finds the files; on per-host disks it writes its own copy).
+    """
+    if jax.process_count() == 1:
+        return make()
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        result = make()
+        multihost_utils.sync_global_devices(f"zoo: {what}")
+        return result
+    multihost_utils.sync_global_devices(f"zoo: {what}")
+    return make()
 
 
 # --- planner ----------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_tiny_run_writes_metrics_pictures_and_checkpoints(tmp_path):
         assert np.isfinite(train[-1][key]), key
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert (tmp_path / "attention" / "example0.png").stat().st_size > 1000
-    assert sorted(os.listdir(tmp_path / "checkpoints")) >= ["3", "6"]
+    assert {"3", "6"} <= set(os.listdir(tmp_path / "checkpoints"))
 
 
 def test_rerun_of_a_finished_job_resumes_instead_of_retraining(tmp_path):

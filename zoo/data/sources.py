@@ -20,6 +20,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
+from zoo import sharding
 from zoo.data.builders import BUILDERS, download_config
 
 
@@ -56,7 +57,7 @@ def data_source(
         builder = tfds.builder(name, data_dir=data_dir, **(builder_kwargs or {}))
         if not builder.is_prepared():
             raise _not_prepared(name, split, data_dir, "pass prepare=True to write it")
-    try:
+    def load():
         return tfds.data_source(
             name,
             split=split,
@@ -66,6 +67,11 @@ def data_source(
             download_and_prepare_kwargs={"download_config": download_config()} if ours else None,
             try_gcs=False,
         )
+
+    try:
+        if ours and prepare:  # several processes: one prepares, then the others read it
+            return sharding.process_zero_first(f"prepare {name} in {data_dir}", load)
+        return load()
     except (AssertionError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as e:
         # How TFDS says "not prepared": DatasetNotFoundError (no code, no files),
         # NotImplementedError (code but no array_record files), AssertionError.

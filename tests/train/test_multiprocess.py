@@ -1,0 +1,120 @@
+"""Two train.py processes on 127.0.0.1 (2 x 4 fake CPU devices) form one 8-device mesh.
+
+The first test trains the tiny date config on a global (data 2, fsdp 4) mesh,
+saves a checkpoint written by both processes together, then resumes it in one
+process with 8 devices. The second kills one process mid-run and checks that
+the survivor exits with an error instead of hanging. Every wait is bounded;
+leftover processes are killed.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
+MESH = ["--config.mesh.shape=(2,4)", "--config.mesh.axes=('data','fsdp')",
+        "--config.mesh.strategy=fsdp", "--config.train.progress_bar=False"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_py(workdir, log_path, *flags) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        env.pop(name, None)
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", CONFIG,
+           "--workdir", str(workdir), *MESH, *flags]
+    log = open(log_path, "w")  # noqa: SIM115 -- closed with the process by _stop
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _two_processes(workdir, logs, *flags, heartbeat: int) -> list[subprocess.Popen]:
+    address = f"127.0.0.1:{_free_port()}"
+    return [_train_py(workdir, logs / f"process{i}.log", "--coordinator_address", address,
+                      "--num_processes=2", f"--process_id={i}", "--num_cpu_devices=4",
+                      f"--heartbeat_timeout_seconds={heartbeat}",
+                      "--initialization_timeout=60", *flags)
+            for i in range(2)]
+
+
+def _stop(processes):
+    for p in processes:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+
+
+def _wait(processes, timeout: float) -> list[int]:
+    deadline = time.time() + timeout
+    for p in processes:
+        try:
+            p.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"process {p.args[-1]!r} still running after {timeout} s")
+    return [p.returncode for p in processes]
+
+
+def _tail(path, lines: int = 30) -> str:
+    return "".join(open(path, errors="replace").readlines()[-lines:])
+
+
+def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
+    workdir, logs = tmp_path / "run", tmp_path
+    processes = _two_processes(workdir, logs, heartbeat=30)
+    try:
+        codes = _wait(processes, timeout=400)
+    finally:
+        _stop(processes)
+    for i, code in enumerate(codes):
+        assert code == 0, _tail(logs / f"process{i}.log")
+
+    step = workdir / "checkpoints" / "6"
+    # Both processes wrote the sharded state together, each its own data position.
+    assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(step / "data"))
+    assert (step / "state").is_dir()
+
+    single = _train_py(workdir, logs / "single.log", "--num_cpu_devices=8",
+                       "--config.train.num_train_steps=8")
+    try:
+        (code,) = _wait([single], timeout=300)
+    finally:
+        _stop([single])
+    out = open(logs / "single.log").read()
+    assert code == 0, _tail(logs / "single.log")
+    assert "resumed from the checkpoint at step 6" in out
+    train = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    train = [r for r in train if r["split"] == "train"]
+    assert [r["step"] for r in train] == [2, 4, 6, 8]  # 1-6 by two processes, 7-8 by one
+
+
+def test_when_one_process_dies_the_other_exits_with_an_error(tmp_path):
+    processes = _two_processes(tmp_path / "run", tmp_path, "--config.train.num_train_steps=100000",
+                               "--config.train.eval_every=100000", "--config.train.log_every=1",
+                               heartbeat=5)
+    try:
+        deadline = time.time() + 300
+        while "[train step" not in open(tmp_path / "process0.log").read():
+            assert all(p.poll() is None for p in processes), _tail(tmp_path / "process0.log")
+            assert time.time() < deadline, "no training step within 300 s"
+            time.sleep(0.5)
+        os.killpg(processes[1].pid, signal.SIGKILL)
+        killed_at = time.time()
+        (code,) = _wait(processes[:1], timeout=90)
+        assert code != 0
+        assert time.time() - killed_at < 90
+    finally:
+        _stop(processes)
