@@ -252,3 +252,55 @@ def test_iterator_state_checkpoints_with_orbax(records, tmp_path):
     restored = iter(_seq2seq(records, num_epochs=None, seed=5))
     manager.restore(9, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(restored)))
     assert _same([next(restored) for _ in range(3)], expected)
+
+
+# ------------------------------------------------------------------------- arrays
+
+
+@pytest.fixture(scope="module")
+def images():
+    """37 tiny uint8 'images' [2, 3, 1] whose pixels all equal their index (0..36 * 7)."""
+    return [{"image": np.full((2, 3, 1), 7 * i, np.uint8), "label": i} for i in range(37)]
+
+
+def test_array_batches_scale_pixels_and_mask_the_padding(images):
+    ds = pipeline.array_dataset(images, field="image", batch_size=8, value_range=(-1.0, 1.0),
+                                shuffle=False, num_epochs=1, drop_remainder=False)
+    batches = list(ds)
+    assert len(batches) == 5 and all(b["x"].shape == (8, 2, 3, 1) for b in batches)
+    assert all(b["x"].dtype == np.float32 for b in batches)
+    x = np.concatenate([b["x"] for b in batches])  # [40, 2, 3, 1]
+    mask = np.concatenate([b["mask"] for b in batches])  # [40]
+    assert mask.sum() == 37 and not mask[37:].any()
+    np.testing.assert_allclose(x[:37, 0, 0, 0], 7 * np.arange(37) / 255 * 2 - 1, atol=1e-6)
+    assert not x[37:].any()
+    # Floats (points) pass through; training batches drop the remainder and carry no mask.
+    points = [{"point": np.asarray([i, -i], np.float32)} for i in range(10)]
+    train = list(pipeline.array_dataset(points, field="point", batch_size=4, num_epochs=1))
+    assert len(train) == 2 and set(train[0]) == {"x"}
+    seen = np.concatenate([b["x"] for b in train])  # [8, 2]
+    np.testing.assert_array_equal(seen[:, 1], -seen[:, 0])
+    assert len(set(seen[:, 0].tolist())) == 8 and set(seen[:, 0].tolist()) <= set(range(10))
+
+
+@pytest.mark.parametrize("consumed", [1, 6])
+def test_array_iterator_state_restores_mid_epoch(images, consumed):
+    def make():
+        return iter(pipeline.array_dataset(images, field="image", batch_size=4, seed=3))
+
+    it = make()
+    for _ in range(consumed):
+        next(it)
+    state = json.loads(json.dumps(it.get_state()))
+    expected = [next(it)["x"] for _ in range(12)]  # crosses into the next epochs
+    resumed = make()
+    resumed.set_state(state)
+    for want in expected:
+        np.testing.assert_array_equal(next(resumed)["x"], want)
+
+
+def test_array_dataset_rejects_bad_arguments(images):
+    with pytest.raises(ValueError, match="batch_size"):
+        pipeline.array_dataset(images, field="image", batch_size=0)
+    with pytest.raises(ValueError, match="value_range"):
+        pipeline.array_dataset(images, field="image", batch_size=2, value_range=(1.0, 1.0))

@@ -18,6 +18,9 @@ CONFIGS = {
     "transformer_de_en": "trans-de-en",
     "transformer_base": "trans-de-en",
     "lm_wordnet": "wordnet-base",
+    "vae_fashion_mnist": "dataset-fashion-mnist",
+    "gan_fashion_mnist": "dataset-fashion-mnist",
+    "gan_toy": None,
 }
 
 
@@ -39,6 +42,8 @@ def test_tiny_variant_trains(name, tmp_path):
     assert result, "evaluation produced no metrics"
     assert (tmp_path / "metrics.jsonl").exists()
     assert os.listdir(tmp_path / "checkpoints")
+    if config.family in ("vae", "gan"):  # the generative families draw at every evaluation
+        assert os.listdir(tmp_path / "images")
 
 
 def test_plain_variant_of_the_date_job_is_a_plain_seq2seq():

@@ -1,6 +1,7 @@
 """grain input pipelines: records -> tokens -> fixed-shape numpy batches, resumable.
 
-Glossary: B batch, S source length, T target length, L LM sequence length.
+Glossary: B batch, S source length, T target length, L LM sequence length;
+``...`` is one example's array shape (H, W, C for images).
 
     seq2seq_dataset  (source, target) records -> `Seq2SeqArrays` batches:
                      src [B, S], tgt_in [B, T] (<bos> y), tgt_out [B, T] (y <eos>)
@@ -8,8 +9,10 @@ Glossary: B batch, S source length, T target length, L LM sequence length.
     lm_dataset       text records -> `LMBatch`: inputs [B, L] (<bos> x),
                      targets [B, L] (x <eos>), segment_ids, positions, lengths;
                      documents packed into rows (or one a row)
+    array_dataset    records with one array feature (images, points) -> dicts
+                     {'x': float32 [B, ...]} (+ 'mask' [B] for evaluation)
 
-Both return a `grain.IterDataset` whose order depends only on `seed` (and
+All return a `grain.IterDataset` whose order depends only on `seed` (and
 the shard); `iter(ds)` is a `grain.DatasetIterator`, and
 `it.get_state()` / `it.set_state(state)` (a small JSON-able dict; or
 `grain.checkpoint.CheckpointSave/CheckpointRestore` with Orbax) resume it
@@ -25,7 +28,7 @@ ranges), shuffle (a new permutation each epoch), repeat, read and tokenise in
 chunks (grain threads), drop or truncate long examples, then take windows of
 `bucket_window * B` examples, sort each window by length and cut it into
 B-row batches, in a seeded random order (seq2seq), or pack documents into
-rows (LM).
+rows (LM), or stack arrays (array_dataset).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from zoo.data.tokenizers import Tokenizer, as_text
 from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID, Seq2SeqArrays
 
 LONG_EXAMPLES = ("drop", "truncate")
-__all__ = ["LMBatch", "lm_dataset", "seq2seq_dataset", "shard_interval"]
+__all__ = ["LMBatch", "array_dataset", "lm_dataset", "seq2seq_dataset", "shard_interval"]
 
 
 class LMBatch(NamedTuple):
@@ -256,4 +259,59 @@ def lm_dataset(
     ds = ds.map(lambda d: {k: _pad_rows([v], seq_len, 1)[0] for k, v in d.items()})
     ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                   batch_fn=lambda rows: _lm_batch(rows, batch_size, seq_len))
+    return with_workers(ds, worker_count)
+
+
+# ------------------------------------------------------------------------- arrays (images)
+
+
+def _array_batch(rows: Sequence[np.ndarray], batch_size: int, with_mask: bool) -> dict:
+    """Stacks rows [...] into {'x': [B, ...]}; a short batch is filled with zero rows."""
+    x = np.zeros((batch_size, *rows[0].shape), np.float32)  # [B, ...]
+    x[: len(rows)] = np.stack(rows)
+    if not with_mask:
+        return {"x": x}
+    mask = np.arange(batch_size) < len(rows)  # [B] True on real rows
+    return {"x": x, "mask": mask}
+
+
+def array_dataset(
+    source: Sequence[Any],
+    *,
+    field: str,
+    batch_size: int,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    shuffle: bool = True,
+    seed: int = 0,
+    num_epochs: int | None = None,
+    shard: grain.sharding.ShardOptions | None = None,
+    drop_remainder: bool = True,
+    worker_count: int = 0,
+    read_options: grain.ReadOptions | None = None,
+) -> grain.IterDataset:
+    """Batches {'x': float32 [B, ...]} of the array feature `field` of each record.
+
+    uint8 features (pixels) are mapped linearly from [0, 255] onto `value_range`:
+    (0, 1) for a VAE's grey levels, (-1, 1) for a tanh generator. Float features
+    (points in the plane) pass through unchanged. With `drop_remainder=False`
+    a short last batch is filled with zero rows and every batch also carries
+    `mask` bool [B] (True on real rows), so evaluation sees each example once
+    with static shapes. Other arguments as in `seq2seq_dataset`.
+    """
+    check_positive(batch_size=batch_size)
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+
+    def convert(record) -> np.ndarray:
+        x = np.asarray(record[field])
+        if x.dtype == np.uint8:
+            return x.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+        return x.astype(np.float32)
+
+    ds = tokenized(source, convert, shard=shard, shuffle=shuffle, seed=seed,
+                   num_epochs=num_epochs, read_options=read_options)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                  batch_fn=functools.partial(_array_batch, batch_size=batch_size,
+                                             with_mask=not drop_remainder))
     return with_workers(ds, worker_count)

@@ -4,6 +4,8 @@ Presets (``zoo.registry``, registered on importing ``zoo.generative``):
 vae_conv_fashion_mnist, vae_mlp_fashion_mnist, vae_tiny (``VAE``);
 gan_dcgan_fashion_mnist, gan_dcgan_tiny, gan_mlp_toy (``GAN``).
 Train steps: ``zoo.generative.train`` (``vae_train_step``, ``gan_train_step``).
+With ``train.py``: the families 'vae' and 'gan' (``zoo.generative.family``) and
+configs/vae_fashion_mnist.py, configs/gan_fashion_mnist.py, configs/gan_toy.py.
 """
 
 from zoo import registry

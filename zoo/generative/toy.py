@@ -1,6 +1,10 @@
 """A generated 2-D distribution for fast tests: a ring of Gaussian modes, and a coverage check.
 
 Glossary: B samples, M modes.
+
+As a training dataset (``data.dataset = "ring_of_gaussians"``, built by
+``zoo.train.data.array_data``): the default ring (8 modes, radius 2, std 0.05),
+fixed train and evaluation draws from the config seed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+DATASET = "ring_of_gaussians"  # its name as a config's data.dataset
+DEFAULT_STD = 0.05
 
 
 def mode_centers(num_modes: int = 8, radius: float = 2.0) -> jax.Array:
@@ -21,7 +28,7 @@ def mode_centers(num_modes: int = 8, radius: float = 2.0) -> jax.Array:
 
 
 def ring_of_gaussians(key: jax.Array, num: int, *, num_modes: int = 8, radius: float = 2.0,
-                      std: float = 0.05) -> jax.Array:
+                      std: float = DEFAULT_STD) -> jax.Array:
     """[num, 2] draws from an equal mixture of N(center_m, std^2 I) on a ring."""
     centers = mode_centers(num_modes, radius)  # [M, 2]
     k_mode, k_noise = jax.random.split(key)

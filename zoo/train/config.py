@@ -17,24 +17,27 @@ from zoo import registry
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.family = "seq2seq"  # how batches feed the model: see zoo/train/families.py
+    c.family = "seq2seq"  # seq2seq | lm | vae | gan: how batches feed the model (families.py)
     c.seed = 0
 
     # The model: a registry preset plus field overrides (checked against its dataclass).
     c.model = ml_collections.ConfigDict({"name": "seq2seq_luong_lstm"})
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "date"  # a zoo builder name or any prepared TFDS name
+    # A zoo builder name ('generated_tasks/dates', 'fashion_mnist', ...), 'ring_of_gaussians'
+    # (generated 2-D points, zoo/generative/toy.py) or any prepared TFDS name.
+    c.data.dataset = "date"
     c.data.data_dir = ""  # "" -> <workdir>/data
     c.data.batch_size = 64  # global: split over processes and the mesh's batch axes
     c.data.eval_batch_size = 256
     c.data.max_src_len = 40
     c.data.max_tgt_len = 16
-    c.data.num_train = 20000  # generated tasks: examples in the train split
-    c.data.num_eval = 1000
+    c.data.num_train = 20000  # generated tasks and points: examples in the train split
+    c.data.num_eval = 1000  # examples evaluated (generated: the size of the held-out split)
     c.data.vocab_size = 8000  # subword vocabulary for real text
     c.data.tokenizer = "char"  # "char" | "sentencepiece"
-    c.data.fields = ("source", "target")  # record keys: (source, target), or (text,) for an LM
+    # Record keys: (source, target); (text,) for an LM; (image,) or (point,) for arrays.
+    c.data.fields = ("source", "target")
     c.data.buckets = ()  # padded lengths to bucket by; () pads every batch to the maximum
 
     c.optim = ml_collections.ConfigDict()

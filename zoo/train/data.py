@@ -1,6 +1,7 @@
 """Data bundles for the training loop, built from the config's ``data`` section.
 
-Glossary: B batch, S source length, T target length, L LM sequence length.
+Glossary: B batch, S source length, T target length, L LM sequence length;
+``...`` is one example's array shape (H, W, C for images).
 
 Every dataset goes through one path: ``zoo.data.sources.data_source`` (TFDS,
 array_record, no TensorFlow; zoo's own datasets are prepared locally on first
@@ -35,8 +36,10 @@ class Bundle:
     example_batch: dict
     train_iterator: Callable[[], Any]
     eval_batches: Callable[[], Iterator[dict]]
-    vocab: dict  # {"src": size, "tgt": size}
-    tokenizer: Any  # target side: decode ids -> text
+    # What the data decides about the model (the family's vocab_fields reads it):
+    # {"src": size, "tgt": size} for text, {"data_shape": (...)} for arrays.
+    vocab: dict
+    tokenizer: Any  # target side: decode ids -> text (None for arrays)
     src_tokenizer: Any = None
     eval_decode_batches: Callable[[int], Iterator] | None = None
     metric: str = "exact_match"  # exact_match | bleu
@@ -221,4 +224,97 @@ def lm_data(config, workdir: str) -> Bundle:
                   tokenizer=tok, metric="perplexity")
 
 
-__all__ = ["Bundle", "lm_data", "seq2seq_data"]
+class _ArrayRecords:
+    """A random-access source of records {field: array[i]} over one in-memory array."""
+
+    def __init__(self, array: np.ndarray, field: str):
+        self._array, self._field = array, field
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, i: int) -> dict:
+        return {self._field: self._array[i]}
+
+    def __getitems__(self, ids) -> list[dict]:
+        return [self[i] for i in ids]
+
+
+class _Head:
+    """The first ``n`` records of a source."""
+
+    def __init__(self, source, n: int):
+        self._source, self._n = source, min(n, len(source))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._source[i]
+
+    def __getitems__(self, ids):
+        return self._source.__getitems__(ids)
+
+
+def _array_sources(config, workdir: str, field: str):
+    """(train, evaluation) record sources of an array dataset.
+
+    The generated ring of Gaussians (zoo.generative.toy), or any TFDS dataset
+    with an array feature, e.g. zoo's ``fashion_mnist``: trained on its 'train'
+    split, evaluated on its 'test' split (image datasets have no validation split).
+    """
+    from zoo.generative import toy  # noqa: PLC0415 -- only the generative families need it
+
+    name = config.data.dataset
+    if name == toy.DATASET:
+        key = jax.random.PRNGKey(config.seed)
+        train = toy.ring_of_gaussians(jax.random.fold_in(key, 0), config.data.num_train)
+        evaluation = toy.ring_of_gaussians(jax.random.fold_in(key, 1), config.data.num_eval)
+        return (_ArrayRecords(np.asarray(train, np.float32), field),
+                _ArrayRecords(np.asarray(evaluation, np.float32), field))
+    if name.split("/")[0] == GENERATED:
+        raise ValueError(f"config key 'data.dataset' is {name!r}, a text task; the generative "
+                         f"families need arrays: {toy.DATASET!r}, 'fashion_mnist' or a prepared "
+                         "TFDS image dataset")
+    train = sources.data_source(name, "train", data_dir=_data_dir(config, workdir))
+    evaluation = sources.data_source(name, "test", data_dir=_data_dir(config, workdir))
+    return train, evaluation
+
+
+def array_data(config, workdir: str, *, value_range: tuple[float, float]) -> Bundle:
+    """Batches {'x': float32 [B, ...]} of images (pixels mapped onto ``value_range``) or points.
+
+    The array feature is ``config.data.fields[0]`` (``'image'`` for image
+    datasets); evaluation reads the first ``data.num_eval`` held-out records.
+    ``vocab`` is ``{"data_shape": (...)}``: the data decides the model's shape.
+    """
+    name, field = config.data.dataset, config.data.fields[0]
+    train, evaluation = _array_sources(config, workdir, field)
+    features = sorted(train[0])
+    if field not in features:
+        raise ValueError(f"config key 'data.fields' is {tuple(config.data.fields)!r}, but the "
+                         f"records of {name!r} have the features {features}; give the array "
+                         "feature first, e.g. ('image',)")
+    evaluation = _Head(evaluation, config.data.num_eval)
+
+    def train_iterator():
+        ds = pipeline.array_dataset(
+            train, field=field, batch_size=_per_process(config.data.batch_size),
+            value_range=value_range, shuffle=True, seed=config.seed,
+            shard=grain.sharding.ShardByJaxProcess(drop_remainder=True))
+        return iter(ds)  # batches are dicts already; the iterator state is checkpointed
+
+    def eval_batches():
+        yield from pipeline.array_dataset(
+            evaluation, field=field, batch_size=config.data.eval_batch_size,
+            value_range=value_range, shuffle=False, num_epochs=1, drop_remainder=False)
+
+    example = next(eval_batches())["x"][:2]  # [2, ...]
+    return Bundle(example_batch={"x": example}, train_iterator=train_iterator,
+                  eval_batches=eval_batches, vocab={"data_shape": tuple(example.shape[1:])},
+                  tokenizer=None, metric="", extras={"value_range": tuple(value_range)})
+
+
+__all__ = ["Bundle", "array_data", "lm_data", "seq2seq_data"]

@@ -11,6 +11,11 @@ sacreBLEU (translation), and draws attention heat maps.
 
 ``lm`` covers decoder-only language models: ``inputs [B, T]``, ``targets
 [B, T]``, ``lengths [B]``; evaluation reports perplexity and prints samples.
+
+``vae`` and ``gan`` (``zoo/generative/family.py``) train the generative models
+on arrays ``x [B, ...]``: images or points; evaluation reports the test-set
+negative ELBO (VAE) or the discriminator's view of held-out data (GAN) and
+draws sample grids.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class Family(NamedTuple):
     """
 
     data: Callable[..., Any]  # (config, workdir) -> a data bundle (zoo/train/data.py)
-    vocab_fields: Callable[..., dict]  # (module class, {"src": n, "tgt": n}) -> config fields
+    vocab_fields: Callable[..., dict]  # (module class, data.vocab) -> config fields
     init_state: Callable[..., Any]  # (model, config, rng) -> state (a pytree with .step)
     make_train_step: Callable[..., Any]  # (model, config) -> step(state, batch) -> (state, m)
     summarize: Callable[..., dict]  # (summed metrics, last metrics, steps, seconds) -> logged
@@ -317,7 +322,21 @@ def _lm_family() -> Family:
     )
 
 
-_FAMILIES: dict[str, Callable[[], Family]] = {"seq2seq": _seq2seq_family, "lm": _lm_family}
+def _vae_family() -> Family:
+    from zoo.generative.family import vae_family  # noqa: PLC0415 -- it imports this module
+
+    return vae_family()
+
+
+def _gan_family() -> Family:
+    from zoo.generative.family import gan_family  # noqa: PLC0415 -- it imports this module
+
+    return gan_family()
+
+
+_FAMILIES: dict[str, Callable[[], Family]] = {
+    "seq2seq": _seq2seq_family, "lm": _lm_family, "vae": _vae_family, "gan": _gan_family,
+}
 
 
 def register(name: str, make: Callable[[], Family]) -> None:

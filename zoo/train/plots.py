@@ -1,4 +1,4 @@
-"""Pictures written to the workdir: metric curves and attention heat maps."""
+"""Pictures written to the workdir: metric curves, attention heat maps, 2-D sample scatters."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from zoo.train import metrics as metrics_lib  # noqa: E402
 
 
 def plot_curves(workdir: str, keys: Sequence[str] = ("loss", "token_accuracy", "exact_match",
-                                                     "bleu", "perplexity")) -> str | None:
+                                                     "bleu", "perplexity", "negative_elbo",
+                                                     "d_loss", "g_loss")) -> str | None:
     """One panel per metric found in metrics.jsonl, train and eval lines; returns the PNG path."""
     records = metrics_lib.read(workdir)
     present = [k for k in keys if any(k in r for r in records)]
@@ -55,6 +56,27 @@ def plot_attention(path: str, weights, src_tokens: Sequence[str], tgt_tokens: Se
     ax.set_yticks(range(len(tgt_tokens)), labels=list(tgt_tokens), fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_points(path: str, points, reference=None, centers=None, title: str = "") -> str:
+    """Scatter of 2-D samples [N, 2] over ``reference`` data [M, 2] and mode ``centers`` [K, 2]."""
+    points = np.asarray(points, np.float32)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    if reference is not None:
+        reference = np.asarray(reference, np.float32)
+        ax.scatter(reference[:, 0], reference[:, 1], s=3, c="0.75", label="data")
+    ax.scatter(points[:, 0], points[:, 1], s=3, c="tab:blue", label="samples")
+    if centers is not None:
+        centers = np.asarray(centers, np.float32)
+        ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", c="tab:red", label="modes")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -1,0 +1,138 @@
+"""Text from a trained language model's checkpoint, from the command line or from Python.
+
+    python train.py --workdir runs/lm --sample "a small " --sample "" --num_samples 3
+    samples = sample_from_checkpoint("runs/lm", ["a small "], num_samples=3)
+
+Glossary: B prompts x samples each, P longest prompt (with <bos>), T new tokens.
+
+The run's own ``config.json`` (or a given config) rebuilds the model and the
+tokenizer exactly as training built them -- the same data preparation, the
+same vocabulary -- and the newest checkpoint that restores gives the
+parameters. Restoring only reads: it never moves or deletes a checkpoint,
+so it is safe beside a running job. The state is restored onto one device
+(the model must fit there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from zoo.train import config as config_lib
+from zoo.train import families
+from zoo.train.loop import build_model
+from zoo.transformer.generate import generate_lm
+
+log = logging.getLogger(__name__)
+
+
+class Samples(NamedTuple):
+    step: int  # the checkpoint's step
+    prompts: list[str]
+    texts: list[list[str]]  # texts[i][j]: sample j continuing prompts[i] (prompt excluded)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The validated config a run wrote to ``<workdir>/config.json``."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"workdir {workdir!r} has no config.json (the training job writes it); "
+                         "train there first, or pass the run's --config")
+    with open(path) as f:
+        return config_lib.validate(ml_collections.ConfigDict(json.load(f)))
+
+
+def _restore_newest(folder: str, target):
+    """(step, state) of the newest checkpoint in ``folder`` that restores onto ``target``."""
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    manager = ocp.CheckpointManager(folder, options=options)
+    try:
+        steps = sorted(manager.all_steps(), reverse=True)
+        if not steps:
+            raise ValueError(f"no checkpoint in {folder!r}; train first (python train.py "
+                             "--config ... --workdir ...)")
+        for step in steps:
+            try:
+                out = manager.restore(step, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(target)))
+                return step, out["state"]
+            except Exception as err:  # noqa: BLE001 -- any failure: try the previous step
+                log.warning("checkpoint step %d in %s does not restore (%s: %s); trying the "
+                            "previous one", step, folder, type(err).__name__,
+                            str(err).splitlines()[0][:200])
+        raise ValueError(f"none of the checkpoints {steps} in {folder!r} restores onto the "
+                         "model of this config")
+    finally:
+        manager.close()
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_samples: int = 1,
+                           max_new_tokens: int | None = None, temperature: float = 0.8,
+                           top_k: int | None = None, top_p: float | None = None, seed: int = 0,
+                           config: ml_collections.ConfigDict | None = None) -> Samples:
+    """``num_samples`` continuations of each prompt from the newest good checkpoint of ``workdir``.
+
+    Args:
+      workdir: a training run's directory (``checkpoints/``, ``config.json``, ``data/``).
+      prompts: texts to continue; ``""`` samples from scratch (from <bos> alone).
+      num_samples: continuations per prompt, drawn independently.
+      max_new_tokens: the longest continuation (default: the config's eval.max_decode_len).
+      temperature, top_k, top_p: the sampling filters of ``zoo.decoding.sample``.
+      seed: the sampling key; the same seed and checkpoint give the same texts.
+      config: the run's config; default: ``<workdir>/config.json``.
+
+    Raises:
+      ValueError: the run is not a language model (family 'lm'), has no
+        checkpoint that restores, or an argument is out of range.
+    """
+    config = load_config(workdir) if config is None else config_lib.validate(config)
+    if config.family != "lm":
+        raise ValueError(f"sampling text needs a language model (config family 'lm'); the run "
+                         f"in {workdir!r} has family {config.family!r}")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
+    _check_positive_int("num_samples", num_samples)
+    max_new_tokens = config.eval.max_decode_len if max_new_tokens is None else max_new_tokens
+    _check_positive_int("max_new_tokens", max_new_tokens)
+    folder = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(folder):
+        raise ValueError(f"no checkpoint in {workdir!r} (no checkpoints/ folder); train first "
+                         "(python train.py --config ... --workdir ...)")
+
+    family = families.get(config.family)
+    data = family.data(config, workdir)  # the training run's tokenizer and vocabulary
+    model = build_model(config, family, data)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.eval_shape(lambda r: nn.unbox(family.init_state(model, config, r)),
+                              jax.random.PRNGKey(config.seed))
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          abstract)
+    step, state = _restore_newest(folder, target)
+
+    rows = [[BOS_ID, *data.tokenizer.encode(p)] for p in prompts for _ in range(num_samples)]
+    lengths = np.asarray([len(r) for r in rows], np.int32)  # [B]
+    tokens = np.full((len(rows), lengths.max()), PAD_ID, np.int32)  # [B, P]
+    for i, row in enumerate(rows):
+        tokens[i, : len(row)] = row
+    out = generate_lm(model, state.params, tokens, lengths, max_new_tokens=max_new_tokens,
+                      eos_id=EOS_ID, method="sample", key=jax.random.PRNGKey(seed),
+                      temperature=temperature, top_k=top_k, top_p=top_p)
+    texts = [data.detokenize(row) for row in np.asarray(out.tokens)]  # out.tokens [B, T]
+    grouped = [texts[i * num_samples:(i + 1) * num_samples] for i in range(len(prompts))]
+    return Samples(int(step), prompts, grouped)
