@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from zoo.train import losses, optim, plots
 from zoo.train import metrics as metrics_lib
@@ -191,18 +192,23 @@ def _seq2seq_evaluate(model, params, data, config, eval_step, *, workdir, step):
         sources += src_texts
         if first is None:
             first = (src, src_lengths, tokens)
+    main = jax.process_index() == 0  # every process decodes; one prints and draws
     if hypotheses:
         result.update(data.score(hypotheses, references))
-        for i in range(min(3, len(hypotheses))):
+        for i in range(min(3, len(hypotheses)) if main else 0):
             print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n  hyp: {hypotheses[i]!r}")
     if config.eval.num_heatmaps and adapter.attention is not None and first is not None:
-        _heatmaps(model, params, adapter, data, first, workdir, step, config.eval.num_heatmaps)
+        _heatmaps(model, params, adapter, data, first, workdir, step, config.eval.num_heatmaps,
+                  draw=main)
     return result
 
 
-def _heatmaps(model, params, adapter, data, first, workdir, step, count):
-    """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3."""
-    from zoo.data.vocab import BOS_ID
+def _heatmaps(model, params, adapter, data, first, workdir, step, count, *, draw=True):
+    """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3.
+
+    Every process computes the weights (the parameters may span all of them); only a
+    process with ``draw`` writes the pictures."""
+    from zoo.data.vocab import BOS_ID, EOS_ID
 
     src, src_lengths, tokens = first
     # The longest sources of the batch make the most telling pictures.
@@ -212,14 +218,14 @@ def _heatmaps(model, params, adapter, data, first, workdir, step, count):
     tgt_in = np.concatenate([np.full((count, 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
     weights = np.asarray(adapter.attention(model, params, src, src_lengths,
                                            tgt_in))  # [n, T, S]
+    if not draw:
+        return
     folder = os.path.join(workdir, "attention")
     os.makedirs(folder, exist_ok=True)
     for i in range(count):
         src_tokens = [data.src_tokenizer.decode([int(t)]) or "·"
                       for t in src[i, : src_lengths[i]]]
         out_ids = [int(t) for t in tokens[i]]
-        from zoo.data.vocab import EOS_ID
-
         end = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
         tgt_tokens = [data.tokenizer.decode([t]) or "</s>" for t in out_ids[:end]]
         plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights[i], src_tokens,
@@ -252,7 +258,8 @@ def _lm_loss(model, config):
 
 def _lm_evaluate(model, params, data, config, eval_step, *, workdir, step):
     result = _eval_loss(params, data, eval_step)
-    for text in _lm_samples(model, params, data, config, step):
+    samples = _lm_samples(model, params, data, config, step)  # all processes take part
+    for text in samples if jax.process_index() == 0 else ():
         print(f"  sample: {text!r}")
     return result
 
@@ -279,6 +286,25 @@ def _supervised_summary(sums: dict, last: dict, window: int, seconds: float) -> 
     }
 
 
+def sharded_eval_step(eval_step):
+    """``eval_step(params, batch)`` jitted with explicit shardings: the parameters stay where
+    they are (sharded by the mesh rules), the batch and the metrics are replicated, so
+    evaluation batches need not divide the mesh and every process sees the same metrics."""
+    compiled = {}
+
+    def run(params, batch):
+        first = jax.tree.leaves(params)[0].sharding
+        if first not in compiled:
+            whole = NamedSharding(first.mesh, PartitionSpec()) if isinstance(
+                first, NamedSharding) else first
+            compiled[first] = jax.jit(
+                eval_step, in_shardings=(jax.tree.map(lambda x: x.sharding, params), whole),
+                out_shardings=whole)
+        return compiled[first](params, batch)
+
+    return run
+
+
 def _supervised_steps(make_loss, evaluate):
     """(make_train_step, make_evaluate) for a family defined by a loss and an evaluation."""
 
@@ -287,7 +313,7 @@ def _supervised_steps(make_loss, evaluate):
         return state_lib.make_train_step(make_loss(model, config), schedule)
 
     def make_evaluate(model, config):
-        eval_step = jax.jit(state_lib.make_eval_step(make_loss(model, config)))
+        eval_step = sharded_eval_step(state_lib.make_eval_step(make_loss(model, config)))
 
         def run(state, data, *, workdir, step):
             return evaluate(model, state.params, data, config, eval_step, workdir=workdir,
