@@ -25,12 +25,7 @@ def get_config(arg: str | None = None):
     c.data.batch_size = 64
     c.data.eval_batch_size = 500
     c.data.num_eval = 2000
-    c.optim.schedule = "constant"
-    c.optim.learning_rate = 2e-4
-    c.optim.b1 = 0.5
-    c.optim.b2 = 0.999
-    c.optim.eps = 1e-8
-    c.optim.clip_grad_norm = 0.0
+    dcgan_optimizer(c, learning_rate=2e-4)
     c.train.num_train_steps = 3500
     c.train.log_every = 100
     c.train.eval_every = 500
@@ -49,3 +44,13 @@ def get_config(arg: str | None = None):
     elif arg:
         raise ValueError(f"config argument {arg!r} unknown; allowed: 'tiny'")
     return c
+
+
+def dcgan_optimizer(c, learning_rate: float):
+    """Radford et al.'s recipe for both networks: constant-rate Adam(b1 0.5, b2 0.999), no clip."""
+    c.optim.schedule = "constant"
+    c.optim.learning_rate = learning_rate
+    c.optim.b1 = 0.5
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.clip_grad_norm = 0.0

@@ -10,6 +10,7 @@ of a mode, and draws the samples over the data,
     python train.py --config configs/gan_toy.py:tiny --workdir /tmp/gan_toy_tiny
 """
 
+from configs.gan_fashion_mnist import dcgan_optimizer
 from zoo.train.config import base_config
 
 
@@ -23,12 +24,7 @@ def get_config(arg: str | None = None):
     c.data.num_eval = 2000
     c.data.batch_size = 256
     c.data.eval_batch_size = 1000
-    c.optim.schedule = "constant"
-    c.optim.learning_rate = 1e-3
-    c.optim.b1 = 0.5
-    c.optim.b2 = 0.999
-    c.optim.eps = 1e-8
-    c.optim.clip_grad_norm = 0.0
+    dcgan_optimizer(c, learning_rate=1e-3)
     c.train.num_train_steps = 2500
     c.train.log_every = 250
     c.train.eval_every = 500

@@ -115,6 +115,17 @@ def _first_eval_examples(data, count: int) -> np.ndarray:
     return np.concatenate(rows)[:count]
 
 
+def _eval_sums(data, step_fn) -> tuple[dict, float]:
+    """(metric sums, example count) of ``step_fn(i, batch)`` over the evaluation batches;
+    each step returns sums over its real rows and their ``count``."""
+    sums = None
+    for i, batch in enumerate(data.eval_batches()):
+        m = step_fn(i, batch)
+        sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
+    sums = jax.device_get(sums)
+    return sums, max(float(sums["count"]), 1.0)
+
+
 def _mean(sums: dict, key: str, window: int) -> float:
     return float(sums[key]) / window
 
@@ -193,13 +204,11 @@ def _vae_make_evaluate(model: VAE, config):
                 "count": jnp.sum(weights)}
 
     def run(state: VAEState, data, *, workdir: str, step: int) -> dict:
-        sums = None
-        for i, batch in enumerate(data.eval_batches()):
+        def one_batch(i, batch):
             data_key, z_key = jax.random.split(_eval_key(_EVAL_BATCHES, i))
-            m = eval_step(state.params, prepare(batch["x"], data_key), batch["mask"], z_key)
-            sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
-        sums = jax.device_get(sums)
-        count = max(float(sums["count"]), 1.0)
+            return eval_step(state.params, prepare(batch["x"], data_key), batch["mask"], z_key)
+
+        sums, count = _eval_sums(data, one_batch)
         result = {"negative_elbo": -float(sums["elbo"]) / count,
                   "kl": float(sums["kl"]) / count,
                   "reconstruction_nll": -float(sums["log_likelihood"]) / count}
@@ -287,12 +296,8 @@ def _gan_make_evaluate(model: GAN, config):
                 "count": jnp.sum(weights)}
 
     def run(state: GANState, data, *, workdir: str, step: int) -> dict:
-        sums = None
-        for i, batch in enumerate(data.eval_batches()):
-            m = eval_step(state, batch["x"], batch["mask"], _eval_key(_EVAL_BATCHES, i))
-            sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
-        sums = jax.device_get(sums)
-        count = max(float(sums["count"]), 1.0)
+        sums, count = _eval_sums(data, lambda i, batch: eval_step(
+            state, batch["x"], batch["mask"], _eval_key(_EVAL_BATCHES, i)))
         result = {"d_real": float(sums["real"]) / count, "d_fake": float(sums["fake"]) / count}
         if _is_image(model):
             samples = gan_samples(state, noise)  # [64, H, W, C]

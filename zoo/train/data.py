@@ -224,42 +224,9 @@ def lm_data(config, workdir: str) -> Bundle:
                   tokenizer=tok, metric="perplexity")
 
 
-class _ArrayRecords:
-    """A random-access source of records {field: array[i]} over one in-memory array."""
-
-    def __init__(self, array: np.ndarray, field: str):
-        self._array, self._field = array, field
-
-    def __len__(self) -> int:
-        return len(self._array)
-
-    def __getitem__(self, i: int) -> dict:
-        return {self._field: self._array[i]}
-
-    def __getitems__(self, ids) -> list[dict]:
-        return [self[i] for i in ids]
-
-
-class _Head:
-    """The first ``n`` records of a source."""
-
-    def __init__(self, source, n: int):
-        self._source, self._n = source, min(n, len(source))
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int):
-        if not 0 <= i < self._n:
-            raise IndexError(i)
-        return self._source[i]
-
-    def __getitems__(self, ids):
-        return self._source.__getitems__(ids)
-
-
 def _array_sources(config, workdir: str, field: str):
-    """(train, evaluation) record sources of an array dataset.
+    """(train, evaluation) record sources of an array dataset; evaluation holds at most
+    ``data.num_eval`` records.
 
     The generated ring of Gaussians (zoo.generative.toy), or any TFDS dataset
     with an array feature, e.g. zoo's ``fashion_mnist``: trained on its 'train'
@@ -272,14 +239,15 @@ def _array_sources(config, workdir: str, field: str):
         key = jax.random.PRNGKey(config.seed)
         train = toy.ring_of_gaussians(jax.random.fold_in(key, 0), config.data.num_train)
         evaluation = toy.ring_of_gaussians(jax.random.fold_in(key, 1), config.data.num_eval)
-        return (_ArrayRecords(np.asarray(train, np.float32), field),
-                _ArrayRecords(np.asarray(evaluation, np.float32), field))
+        return ([{field: row} for row in np.asarray(train, np.float32)],  # records {field: [2]}
+                [{field: row} for row in np.asarray(evaluation, np.float32)])
     if name.split("/")[0] == GENERATED:
         raise ValueError(f"config key 'data.dataset' is {name!r}, a text task; the generative "
                          f"families need arrays: {toy.DATASET!r}, 'fashion_mnist' or a prepared "
                          "TFDS image dataset")
     train = sources.data_source(name, "train", data_dir=_data_dir(config, workdir))
-    evaluation = sources.data_source(name, "test", data_dir=_data_dir(config, workdir))
+    evaluation = sources.data_source(name, f"test[:{config.data.num_eval}]",
+                                     data_dir=_data_dir(config, workdir))
     return train, evaluation
 
 
@@ -297,7 +265,6 @@ def array_data(config, workdir: str, *, value_range: tuple[float, float]) -> Bun
         raise ValueError(f"config key 'data.fields' is {tuple(config.data.fields)!r}, but the "
                          f"records of {name!r} have the features {features}; give the array "
                          "feature first, e.g. ('image',)")
-    evaluation = _Head(evaluation, config.data.num_eval)
 
     def train_iterator():
         ds = pipeline.array_dataset(

@@ -35,11 +35,7 @@ def plot_curves(workdir: str, keys: Sequence[str] = ("loss", "token_accuracy", "
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    path = os.path.join(workdir, "curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, os.path.join(workdir, "curves.png"))
 
 
 def plot_attention(path: str, weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
@@ -58,10 +54,7 @@ def plot_attention(path: str, weights, src_tokens: Sequence[str], tgt_tokens: Se
     ax.set_ylabel("output")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_points(path: str, points, reference=None, centers=None, title: str = "") -> str:
@@ -79,6 +72,10 @@ def plot_points(path: str, points, reference=None, centers=None, title: str = ""
     ax.legend(loc="upper right", fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from zoo.data.reading import check_positive
 from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from zoo.train import config as config_lib
 from zoo.train import families
@@ -76,11 +77,6 @@ def _restore_newest(folder: str, target):
         manager.close()
 
 
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_samples: int = 1,
                            max_new_tokens: int | None = None, temperature: float = 0.8,
                            top_k: int | None = None, top_p: float | None = None, seed: int = 0,
@@ -107,9 +103,9 @@ def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
-    _check_positive_int("num_samples", num_samples)
+    check_positive(num_samples=num_samples)
     max_new_tokens = config.eval.max_decode_len if max_new_tokens is None else max_new_tokens
-    _check_positive_int("max_new_tokens", max_new_tokens)
+    check_positive(max_new_tokens=max_new_tokens)
     folder = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(folder):
         raise ValueError(f"no checkpoint in {workdir!r} (no checkpoints/ folder); train first "
