@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from zoo import sharding
+from zoo import distributed
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
 
@@ -33,7 +33,7 @@ flags.DEFINE_integer("max_new_tokens", None, "With --sample: the longest sample 
 flags.DEFINE_float("temperature", 0.8, "With --sample: the sampling temperature.")
 flags.DEFINE_integer("top_k", None, "With --sample: draw from the k likeliest tokens only.")
 flags.DEFINE_integer("sample_seed", 0, "With --sample: the sampling key's seed.")
-# Multi-host (zoo/sharding.py): one train.py per process, the same flags everywhere but
+# Multi-host (zoo/distributed.py): one train.py per process, the same flags everywhere but
 # --process_id. Unset flags fall back to JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 # JAX_PROCESS_ID; with no coordinator at all the run is a single process.
 flags.DEFINE_string("coordinator_address", "", "host:port of process 0's coordinator.")
@@ -60,7 +60,7 @@ def main(argv):
     if FLAGS.num_cpu_devices:
         jax.config.update("jax_num_cpu_devices", FLAGS.num_cpu_devices)
     # Before anything touches a device: every process joins the coordinator first.
-    sharding.initialize_distributed(
+    distributed.initialize_distributed(
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
         initialization_timeout=FLAGS.initialization_timeout)

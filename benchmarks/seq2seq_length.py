@@ -10,9 +10,11 @@ decoder reads every encoder state and does not. Here both models are the same
 one-layer LSTM encoder-decoder (same widths, steps, batch, optimizer and data);
 the only difference is Luong 'dot' attention. The task is string reversal over
 10 letters with lengths drawn uniformly from [--min-len, --max-len]; the
-held-out sources never appear in training. Accuracy is measured on greedy
-decodes: exact match (the whole string right) and token accuracy (positions of
-target + <eos> that are right).
+held-out sources never appear in training. Training is the one core train step
+(``zoo.train.state``) on the token cross-entropy (``zoo.train.losses``).
+Accuracy is measured on greedy decodes (``zoo.seq2seq.generate``): exact match
+(the whole string right) and token accuracy (positions of target + <eos> that
+are right).
 
 Writes seq2seq_length.{json,md,png} under --out, stamped with device, versions
 and date.
@@ -29,11 +31,15 @@ import time
 
 import flax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from zoo.data import reverse_pairs, seq2seq_arrays, task_vocab
-from zoo.rnn import Seq2Seq, Seq2SeqConfig, generate, make_train_step
+from zoo.rnn import Seq2Seq, Seq2SeqConfig
+from zoo.seq2seq import generate
+from zoo.train.losses import token_loss
+from zoo.train.state import TrainState, make_train_step
 
 ALPHABET = "abcdefghij"
 MODELS = {
@@ -71,6 +77,21 @@ def held_out_sets(args, vocab):
     return sets
 
 
+def loss_fn_of(model):
+    """Mean cross-entropy over the real target tokens (the core step's loss signature)."""
+
+    def loss_fn(params, batch, rng, deterministic):
+        logits = model.apply({"params": params}, batch["src"], batch["tgt_in"],
+                             src_lengths=batch["src_lengths"], deterministic=deterministic,
+                             rngs={"dropout": rng}).logits  # [B, T, V]
+        t = batch["tgt_out"].shape[1]
+        weights = (jnp.arange(t)[None, :] < batch["tgt_lengths"][:, None]).astype(
+            jnp.float32)  # [B, T]
+        return token_loss(logits, batch["tgt_out"], weights)
+
+    return loss_fn
+
+
 def train(name, config, args, vocab, held_sources):
     model = Seq2Seq(config)
     lengths = (args.min_len, args.max_len)
@@ -79,26 +100,28 @@ def train(name, config, args, vocab, held_sources):
         pairs = reverse_pairs(args.batch + 8, seed=args.seed * 1_000_003 + i,
                               length_range=lengths, alphabet=ALPHABET)
         pairs = [p for p in pairs if p[0] not in held_sources][: args.batch]
-        return seq2seq_arrays(pairs, vocab, src_len=args.max_len, tgt_len=args.max_len + 1)
+        return seq2seq_arrays(pairs, vocab, src_len=args.max_len,
+                              tgt_len=args.max_len + 1)._asdict()
 
     first = batch(0)
-    params = jax.jit(model.init)(jax.random.key(args.seed), first.src, first.src_lengths,
-                                 first.tgt_in)
+    params = jax.jit(model.init)(jax.random.key(args.seed), first["src"], first["tgt_in"],
+                                 src_lengths=first["src_lengths"])["params"]
     # Gradient clipping as in Sutskever et al. (2014); the same for both models.
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(args.lr))
-    opt_state = optimizer.init(params)
-    step = make_train_step(model, optimizer)
-    jax.block_until_ready(step(params, opt_state, first, jax.random.key(0)))  # warm up (compile)
+    state = TrainState.create(params, optimizer, jax.random.PRNGKey(args.seed))
+    train_step = make_train_step(loss_fn_of(model), optax.constant_schedule(args.lr))
+    # Compiled ahead (the warm-up): calling it would consume the donated state.
+    step = jax.jit(train_step, donate_argnums=0).lower(state, first).compile()
     start, losses = time.perf_counter(), []
     for i in range(1, args.steps + 1):
-        params, opt_state, metrics = step(params, opt_state, batch(i), jax.random.key(i))
+        state, metrics = step(state, batch(i))
         if i % 250 == 0 or i == args.steps:
-            losses.append((i, float(metrics.loss)))
+            losses.append((i, float(metrics["loss"])))
             print(f"{name}: step {i} loss {losses[-1][1]:.4f}", flush=True)
-    jax.block_until_ready(params)
+    jax.block_until_ready(state)
     seconds = time.perf_counter() - start
-    n_params = sum(x.size for x in jax.tree.leaves(params))
-    return model, params, {"train_seconds": seconds, "losses": losses, "params": n_params}
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    return model, state.params, {"train_seconds": seconds, "losses": losses, "params": n_params}
 
 
 def evaluate(model, params, sets):

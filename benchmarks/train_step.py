@@ -11,7 +11,9 @@ random tokens, timed as the median of steps after warm-up:
    and --paper-len, since one step of transformer_big at full batch takes a
    minute on two cores). Transformers also run scan vs unrolled layers, remat
    on/off and float32 vs bfloat16; RNNs float32 vs bfloat16. The generative
-   models (VAE, GAN) count examples, not tokens.
+   models (VAE, GAN) count examples, not tokens; their step is the training
+   core's (``zoo.train.state.make_train_step`` on the family's phases: the
+   VAE's loss, the GAN's discriminator then generator update), as train.py runs it.
 2. transformer: zoo EncoderDecoder against torch.nn.Transformer at d=256,
    3+3 layers, 4 heads, F=1024, V=1024, batch 32, 64+64 tokens, no dropout.
 3. rnn: zoo Luong-attention LSTM seq2seq (1 layer, E=H=512, V=1024, B=64,
@@ -40,12 +42,15 @@ import common
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from common import torch
 
 from zoo import registry
-from zoo.generative.train import GANState, VAEState, gan_train_step, vae_train_step
+from zoo.train import config as config_lib
+from zoo.train import families
+from zoo.train.state import make_train_step
 
 LR = 1e-3
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -97,11 +102,12 @@ def seq2seq_step(name: str, config, b: int, s: int, t: int):
     src = random_tokens(ks[0], (b, s), config.src_vocab_size)  # [B, S]
     tgt = random_tokens(ks[1], (b, t + 1), config.tgt_vocab_size)  # [B, T + 1]
     batch = (src, jnp.full((b,), s, jnp.int32), tgt[:, :-1], tgt[:, 1:])
-    params = nn.meta.unbox(model.init(ks[2], *batch[:3]))
+    params = nn.meta.unbox(model.init(ks[2], src, batch[2], src_lengths=batch[1]))
 
     def loss_fn(params, batch):
         src, src_lengths, tgt_in, tgt_out = batch
-        return cross_entropy(model.apply(params, src, src_lengths, tgt_in).logits, tgt_out)
+        logits = model.apply(params, src, tgt_in, src_lengths=src_lengths).logits
+        return cross_entropy(logits, tgt_out)
 
     return (*compile_step(loss_fn, params, batch), b * (s + t))
 
@@ -139,36 +145,35 @@ def _images(config, b):
         jnp.float32)  # [B, ...] in {0, 1}, valid for both likelihoods and tanh outputs
 
 
-def _state_step(state, step_fn, x):
-    """Times a zoo.generative step (state in, state out, donated)."""
-    key = jax.random.key(2)
+def family_step(kind: str, name: str, config, b: int):
+    """The training core's step of family ``kind`` ('vae', 'gan') on preset ``name``:
+    (run, compile s, examples per step). State in, state out, donated, as the loop runs it."""
+    run_config = config_lib.base_config()  # the family reads only its model's name
+    run_config.family = kind
+    run_config.model = ml_collections.ConfigDict({"name": name})
+    family = families.make(config_lib.validate(run_config))
+    model = registry.get(name).module(config=config)
+    state = family.init_state(model, optax.adam(LR), jax.random.PRNGKey(0))
+    step = make_train_step(family.phases(model), optax.constant_schedule(LR))
+    batch = {"x": _images(config, b)}  # [B, ...]
     start = time.perf_counter()
-    compiled = step_fn.lower(state, x, key).compile()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     box = [state]
 
     def run():
-        box[0], metrics = compiled(box[0], x, key)
+        box[0], metrics = compiled(box[0], batch)
         jax.block_until_ready((box[0], metrics))
 
-    return run, compile_s
+    return run, compile_s, b
 
 
 def vae_step(name: str, config, b: int, s: int, t: int):
-    model = registry.get(name).module(config=config)
-    x = _images(config, b)
-    params = model.init(jax.random.key(0), x, jax.random.key(1))
-    state = VAEState.create(model, params, optax.adam(LR))
-    return (*_state_step(state, vae_train_step, x), b)
+    return family_step("vae", name, config, b)
 
 
 def gan_step(name: str, config, b: int, s: int, t: int):
-    model = registry.get(name).module(config=config)
-    x = _images(config, b)
-    z = jnp.zeros((b, config.latent_dim))  # [B, Z]
-    params = model.init(jax.random.key(0), z, x)
-    state = GANState.create(model, params, g_tx=optax.adam(LR), d_tx=optax.adam(LR))
-    return (*_state_step(state, gan_train_step, x), b)
+    return family_step("gan", name, config, b)
 
 
 # module class name -> (step builder, unit of throughput)

@@ -1,7 +1,7 @@
 """An MLP GAN on a ring of 8 Gaussians in the plane: the mode-collapse check, in seconds.
 
 No download, no Debian package: the points are generated from the seed
-(``zoo/generative/toy.py``). Evaluation reports how many of the 8 modes the
+(``zoo/data/ring.py``). Evaluation reports how many of the 8 modes the
 generator covers and the fraction of its samples within 3 standard deviations
 of a mode, and draws the samples over the data,
 <workdir>/images/gan_samples_step{N}.png.

@@ -1,5 +1,5 @@
 """zoo.decoding on hand-made step functions: EOS and padding, beam search vs greedy and vs
-brute force, sampling filters and keys, jit, argument errors."""
+brute force, sampling filters and keys, jit, argument errors, methods by name."""
 
 import functools
 import itertools
@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from zoo.decoding import (
+    METHODS,
     beam_search,
+    check_method,
     greedy_decode,
     length_penalty_gnmt,
     sample,
@@ -265,3 +267,28 @@ def test_bad_first_tokens_and_state():
     with pytest.raises(ValueError, match="leading dim B"):
         beam_search(bigram_step(LINE), bigram_state(3), _first(2), beam_size=2, max_len=3,
                     eos_id=EOS)
+
+
+# ---------------------------------------------------------------------------------- by name
+
+
+def test_methods_by_name():
+    assert METHODS == {"greedy": greedy_decode, "beam": beam_search, "sample": sample}
+    for name, fn in METHODS.items():  # one calling convention: (step_fn, state, first, ...)
+        options = {"key": jax.random.key(0)} if name == "sample" else {}
+        options |= {"beam_size": 2} if name == "beam" else {}
+        out = fn(bigram_step(LINE), bigram_state(2), _first(), max_len=4, eos_id=EOS, **options)
+        tokens = out.best().tokens if name == "beam" else out.tokens
+        assert tokens.shape == (2, 4)
+
+
+def test_check_method():
+    check_method("greedy", None)
+    check_method("beam", None)
+    check_method("sample", jax.random.key(0))
+    with pytest.raises(ValueError, match="method must be one of"):
+        check_method("topk", None)
+    with pytest.raises(ValueError, match="key is required"):
+        check_method("sample", None)
+    with pytest.raises(ValueError, match="key is required"):
+        check_method("greedy", jax.random.key(0))

@@ -16,9 +16,13 @@ def _inputs(model):
     src = jnp.ones((b, s), jnp.int32)
     tgt = jnp.ones((b, t), jnp.int32)
     lengths = jnp.array([s, 3])
+
+    def seq2seq():  # the one encoder-decoder interface (zoo.seq2seq)
+        return (src, tgt), {"src_lengths": lengths}
+
     makers = {
-        Seq2Seq: lambda: ((src, lengths, tgt), {}),
-        EncoderDecoder: lambda: ((src, tgt), {"src_lengths": lengths}),
+        Seq2Seq: seq2seq,
+        EncoderDecoder: seq2seq,
         DecoderLM: lambda: ((tgt,), {}),
         VAE: lambda: ((jnp.zeros((b, *model.config.data_shape)), jax.random.key(0)), {}),
         GAN: lambda: ((jnp.zeros((b, model.config.latent_dim)),

@@ -338,3 +338,22 @@ def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_si
     first_eos = jnp.argmax(tokens == eos_id, axis=-1).astype(jnp.int32)  # [B, K]
     lengths = jnp.where(has_eos, first_eos + 1, out.step)  # [B, K]
     return BeamSearchOutput(tokens, lengths, scores)
+
+
+# ----------------------------------------------------------------------------- by name
+
+# method name -> the decoding function; each takes (step_fn, state, first_tokens, **options).
+METHODS: dict[str, Callable[..., DecodeOutput | BeamSearchOutput]] = {
+    "greedy": greedy_decode,
+    "beam": beam_search,
+    "sample": sample,
+}
+
+
+def check_method(method: str, key: jax.Array | None) -> None:
+    """``method`` is a key of METHODS, and a key is given exactly when it is 'sample'."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if (key is None) == (method == "sample"):
+        raise ValueError(f"key is required for method='sample' and only for it; got "
+                         f"method={method!r}, key={'None' if key is None else 'given'}")

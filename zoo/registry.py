@@ -7,6 +7,10 @@ benchmarks can build any model by name:
     params = model.init(rng, *model_inputs)
 
 A model module takes exactly one constructor argument, ``config``.
+
+The model packages (``zoo.rnn``, ``zoo.transformer``, ``zoo.generative``)
+register their presets when they are imported; ``import zoo`` imports them
+all, so every preset is here whatever part of zoo a program imports first.
 """
 
 from __future__ import annotations
@@ -22,15 +26,6 @@ class Entry(NamedTuple):
 
 
 _REGISTRY: dict[str, Entry] = {}
-# Packages whose import registers presets; loaded on first lookup.
-_FAMILIES = ("zoo.rnn", "zoo.transformer", "zoo.generative")
-
-
-def _load_families() -> None:
-    import importlib
-
-    for name in _FAMILIES:
-        importlib.import_module(name)
 
 
 def register(name: str, config: Any, module: Callable[..., Any]) -> None:
@@ -44,13 +39,10 @@ def register(name: str, config: Any, module: Callable[..., Any]) -> None:
 
 def names() -> list[str]:
     """All registered preset names, sorted."""
-    _load_families()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> Entry:
-    if name not in _REGISTRY:
-        _load_families()
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(names())}")
     return _REGISTRY[name]

@@ -1,4 +1,4 @@
-"""Device meshes, logical-axis rules and multi-host setup: one model code for any mesh.
+"""Device meshes and logical-axis rules: one model code for any mesh.
 
 Models name the axes of their parameters and key activations with *logical*
 names (``batch``, ``embed``, ``heads``, ``mlp`` ...; see ``LOGICAL_AXES``).
@@ -25,7 +25,7 @@ Rules are tried in order and a mesh axis is used at most once per array
 
 Planning a run without paying for it:
 
-    python -m zoo.sharding --config configs/transformer_base.py \
+    python -m zoo.train.plan --config configs/transformer_base.py \
         --mesh_shape 4,8 --mesh_axes fsdp,tensor --strategy fsdp_tp --num_devices 32
 
 prints every parameter's logical axes, mesh axes and per-device bytes, and the
@@ -37,8 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -132,7 +131,7 @@ def check_rules(rules: Rules, mesh_axes: Sequence[str]) -> None:
                                  f"which is not in mesh.axes {tuple(mesh_axes)}")
 
 
-def _axes_of(entry) -> tuple[str, ...]:
+def axes_of(entry) -> tuple[str, ...]:
     if entry is None:
         return ()
     return (entry,) if isinstance(entry, str) else tuple(entry)
@@ -147,12 +146,12 @@ def check_divisible(path: str, shape: Sequence[int], spec: PartitionSpec,
                     sizes: dict[str, int], names=None) -> None:
     entries = tuple(spec) + (None,) * (len(shape) - len(spec))
     for dim, (length, entry) in enumerate(zip(shape, entries, strict=True)):
-        parts = math.prod(sizes[a] for a in _axes_of(entry))
+        parts = math.prod(sizes[a] for a in axes_of(entry))
         if length % parts:
             what = f" ({names[dim]!r})" if names is not None else ""
             raise ValueError(
                 f"{path}: dimension {dim}{what} of shape {tuple(shape)} has size {length}, "
-                f"not divisible by mesh axes {_axes_of(entry)} of total size {parts}; change "
+                f"not divisible by mesh axes {axes_of(entry)} of total size {parts}; change "
                 "the model size, the mesh, or map that logical axis to None in mesh.rules")
 
 
@@ -195,7 +194,7 @@ class Plan:
 
     @property
     def batch_axes(self) -> tuple[str, ...]:
-        return _axes_of(mesh_spec(("batch",), self.rules)[0])
+        return axes_of(mesh_spec(("batch",), self.rules)[0])
 
     @property
     def batch_shards(self) -> int:
@@ -241,7 +240,7 @@ def make_plan(shape: Sequence[int] = (-1,), axes: Sequence[str] = ("data",),
     devices = list(jax.devices() if devices is None else devices)
     sizes = axis_sizes(shape, axes, len(devices))
     table = make_rules(strategy, tuple(axes), rules)
-    used = {a for _, entry in table for a in _axes_of(entry)}
+    used = {a for _, entry in table for a in axes_of(entry)}
     idle = [a for a, n in sizes.items() if n > 1 and a not in used]
     if idle:
         raise ValueError(f"mesh axes {idle} (sizes {[sizes[a] for a in idle]}) are used by no "
@@ -256,138 +255,6 @@ def plan_from_config(config) -> Plan:
     return make_plan(tuple(m.shape), tuple(m.axes), m.strategy, tuple(m.rules))
 
 
-# --- multi-host -------------------------------------------------------------------------------
-
-ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
-       "process_id": "JAX_PROCESS_ID"}
-
-
-def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
-                           process_id: int = -1, *, heartbeat_timeout_seconds: int = 100,
-                           initialization_timeout: int = 300) -> bool:
-    """``jax.distributed.initialize`` from arguments, else the JAX_* environment variables.
-
-    Does nothing (returns False) when neither names a coordinator: one process.
-    Must run before anything touches a JAX device.
-    """
-    address = coordinator_address or os.environ.get(ENV["coordinator_address"], "")
-    if not address:
-        return False
-    count = num_processes or int(os.environ.get(ENV["num_processes"], "0") or 0)
-    pid = process_id if process_id >= 0 else int(os.environ.get(ENV["process_id"], "-1") or -1)
-    if count < 1 or not 0 <= pid < count:
-        raise ValueError(f"multi-process run with coordinator {address!r} needs num_processes "
-                         f">= 1 and 0 <= process_id < num_processes; got {count} and {pid} "
-                         f"(flags or {ENV['num_processes']} / {ENV['process_id']})")
-    jax.distributed.initialize(address, num_processes=count, process_id=pid,
-                               heartbeat_timeout_seconds=heartbeat_timeout_seconds,
-                               initialization_timeout=initialization_timeout)
-    return True
-
-
-def process_zero_first(what: str, make: Callable[[], Any]) -> Any:
-    """``make()`` on process 0, then on the others: one process writes shared files first.
-
-    Preparing a dataset or training a tokenizer writes files; with several
-    processes on one file system, process 0 writes them while the others wait
-    at a barrier, then the others call ``make`` too (on a shared file system it
-    finds the files; on per-host disks it writes its own copy).
-    """
-    if jax.process_count() == 1:
-        return make()
-    from jax.experimental import multihost_utils
-
-    if jax.process_index() == 0:
-        result = make()
-        multihost_utils.sync_global_devices(f"zoo: {what}")
-        return result
-    multihost_utils.sync_global_devices(f"zoo: {what}")
-    return make()
-
-
-# --- planner ----------------------------------------------------------------------------------
-
-def _bytes(shape, dtype, spec, sizes) -> int:
-    entries = tuple(spec) + (None,) * (len(shape) - len(spec))
-    shard = [n // math.prod(sizes[a] for a in _axes_of(e))
-             for n, e in zip(shape, entries, strict=True)]
-    return math.prod(shard) * np.dtype(dtype).itemsize
-
-
-def describe(config, *, num_devices: int, vocab_size: int | None = None) -> str:
-    """The parameter table and per-device memory of ``config`` on its mesh (no devices used)."""
-    from zoo import registry
-    from zoo.train import config as config_lib
-    from zoo.train import families
-
-    config = config_lib.validate(config)
-    m = config.mesh
-    sizes = axis_sizes(tuple(m.shape), tuple(m.axes), num_devices)
-    rules = make_rules(m.strategy, tuple(m.axes), tuple(m.rules))
-    family = families.get(config.family)
-    module_cls = registry.get(config.model.name).module
-    fields = {} if vocab_size is None else family.vocab_fields(
-        module_cls, {"src": vocab_size, "tgt": vocab_size})
-    model = module_cls(config=config_lib.model_config(config, **fields))
-    abstract = jax.eval_shape(lambda r: family.init_state(model, config, r),
-                              jax.random.PRNGKey(0))
-    _, rows = leaf_specs(abstract, rules, sizes)
-    lines = [f"model {config.model.name}, mesh {sizes}, strategy {m.strategy!r}",
-             f"rules: {rules}", "",
-             f"{'parameter':60s} {'shape':>18s} {'logical axes':34s} {'mesh axes':24s} "
-             f"{'bytes/device':>13s}"]
-    totals: dict[str, int] = {}
-    for path, shape, names, spec, dtype in rows:
-        part = path.split("/")[0]
-        per_device = _bytes(shape, dtype, spec, sizes)
-        totals[part] = totals.get(part, 0) + per_device
-        if part == "params":
-            lines.append(f"{path.removeprefix('params/'):60s} {str(shape):>18s} {str(names):34s} "
-                         f"{str(tuple(spec)):24s} {per_device:13,d}")
-    lines.append("")
-    for part, total in totals.items():
-        lines.append(f"per device, {part:>20s}: {total / 2**20:10.2f} MiB")
-    lines.append(f"per device, {'total state':>20s}: {sum(totals.values()) / 2**20:10.2f} MiB "
-                 "(activations not included)")
-    return "\n".join(lines)
-
-
-def main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="configs/X.py[:arg]")
-    parser.add_argument("--mesh_shape", help="comma-separated sizes, -1 for the rest")
-    parser.add_argument("--mesh_axes", help="comma-separated axis names")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES))
-    parser.add_argument("--num_devices", type=int, default=None,
-                        help="devices to plan for (default: this machine's)")
-    parser.add_argument("--vocab_size", type=int, default=None,
-                        help="vocabulary size the data would give (default: the preset's)")
-    args = parser.parse_args(argv)
-    config = _load_config(args.config)
-    with config.unlocked():
-        if args.mesh_shape:
-            config.mesh.shape = tuple(int(s) for s in args.mesh_shape.split(","))
-        if args.mesh_axes:
-            config.mesh.axes = tuple(args.mesh_axes.split(","))
-        if args.strategy:
-            config.mesh.strategy = args.strategy
-    num_devices = args.num_devices or jax.device_count()
-    print(describe(config, num_devices=num_devices, vocab_size=args.vocab_size))
-
-
-def _load_config(spec: str):
-    import importlib.util
-
-    path, _, arg = spec.partition(":")
-    loader = importlib.util.spec_from_file_location("_zoo_config", path)
-    if loader is None or not os.path.exists(path):
-        raise ValueError(f"--config {spec!r}: no such config file")
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the planner used to live here
+    raise SystemExit("the sharding planner moved: python -m zoo.train.plan --config ... "
+                     "(same flags as before)")

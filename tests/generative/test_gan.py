@@ -9,9 +9,29 @@ import optax
 import pytest
 
 from zoo import registry
-from zoo.generative import GAN, LOSSES, GANConfig, GANState, gan_samples, gan_train_step, toy
+from zoo.data import ring as toy
+from zoo.generative import GAN, LOSSES, GANConfig
+from zoo.train import config as config_lib
+from zoo.train.families import GANFamily
+from zoo.train.state import TrainState, make_train_step
 
 KEY = jax.random.PRNGKey(0)
+
+
+def _gan_step(gan: GAN, tx):
+    """The 'gan' family's jitted train step (the loop's core step) and a fresh state."""
+    config = config_lib.base_config()
+    config.family, config.model.name = "gan", "gan_mlp_toy"
+    family = GANFamily(config_lib.validate(config))
+    params = family.init_params(gan, {"params": KEY})
+    state = TrainState.create(params, tx, KEY, groups=family.optimizer_groups)
+    step = jax.jit(make_train_step(family.phases(gan), optax.constant_schedule(0.0)),
+                   donate_argnums=0)
+    return state, step
+
+
+def _samples(gan: GAN, state, noise):
+    return gan.apply({"params": state.params}, noise, method=GAN.generate)
 
 
 @pytest.mark.parametrize("architecture,dtype", list(itertools.product(
@@ -47,19 +67,48 @@ def test_losses_have_their_textbook_values():
 
 
 @pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
-def test_one_step_updates_both_networks_with_their_own_optimizers(loss):
+def test_one_step_updates_both_networks_with_their_own_optimizer_states(loss):
     gan = registry.build("gan_dcgan_tiny", loss=loss, data_shape=(8, 8, 1))
-    params = gan.init(KEY, jnp.zeros((2, 8)), jnp.zeros((2, 8, 8, 1)))
-    before = jax.tree.map(np.asarray, params["params"])
-    # SGD for G, Adam for D: each optimizer state has its own network's structure.
-    state = GANState.create(gan, params, g_tx=optax.sgd(1e-2), d_tx=optax.adam(1e-3))
-    state, metrics = gan_train_step(state, jax.random.uniform(KEY, (4, 8, 8, 1)) * 2 - 1, KEY)
+    state, step = _gan_step(gan, optax.adam(1e-3))
+    before = jax.tree.map(np.asarray, state.params)
+    # Each network's Adam state has that network's structure (and only it).
+    for net in ("generator", "discriminator"):
+        assert (jax.tree.structure(state.opt_state[net][0].mu)
+                == jax.tree.structure(state.params[net])), net
+    batch = {"x": jax.random.uniform(KEY, (4, 8, 8, 1)) * 2 - 1}
+    state, metrics = step(state, batch)
     assert int(state.step) == 1 and all(jnp.isfinite(v) for v in metrics.values())
+    assert {"d_loss", "g_loss", "d_grad_norm", "g_grad_norm", "d_real", "d_fake"} <= set(metrics)
     for net in ("generator", "discriminator"):
         changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before[net], state.params[net])
         assert any(jax.tree.leaves(changed)), net
+        assert int(state.opt_state[net][0].count) == 1, net  # one update each, not two
     noise = jax.random.normal(KEY, (6, 8))
-    assert gan_samples(state, noise).shape == (6, 8, 8, 1)
+    assert _samples(gan, state, noise).shape == (6, 8, 8, 1)
+
+
+def test_the_generator_phase_sees_the_updated_discriminator():
+    """D first, then G against the D of this step: G's gradient changes when D moved."""
+    gan = registry.build("gan_mlp_toy")
+    batch = {"x": toy.ring_of_gaussians(KEY, 64)}
+    config = config_lib.base_config()
+    config.family, config.model.name = "gan", "gan_mlp_toy"
+    d_phase, g_phase = GANFamily(config_lib.validate(config)).phases(gan)
+    state, step = _gan_step(gan, optax.adam(1e-2))
+    after, _ = step(state, batch)
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, 0), 1)  # the G phase's key
+
+    def g_grad(d_params):
+        params = {"generator": state.params["generator"], "discriminator": d_params}
+        return jax.grad(lambda g: g_phase.loss_fn({**params, "generator": g}, batch, rng,
+                                                  False)[0])(params["generator"])
+
+    moved = g_grad(after.params["discriminator"])
+    updates, _ = state.tx.update(moved, state.opt_state["generator"], state.params["generator"])
+    expected = optax.apply_updates(state.params["generator"], updates)
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(after.params["generator"]),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("overrides,field", [
@@ -92,14 +141,12 @@ def test_gan_covers_every_mode_of_a_ring_of_gaussians():
     """2500 seeded steps (~15 s on one core): every one of 8 modes gets samples."""
     std, steps = 0.1, 2500
     gan = registry.build("gan_mlp_toy")
-    params = gan.init(KEY, jnp.zeros((2, 8)), jnp.zeros((2, 2)))
-    tx = optax.adam(1e-3, b1=0.5)
-    state = GANState.create(gan, params, g_tx=tx, d_tx=tx)
+    state, step = _gan_step(gan, optax.adam(1e-3, b1=0.5))
     data_key = jax.random.PRNGKey(1)
     for i in range(steps):
-        batch = toy.ring_of_gaussians(jax.random.fold_in(data_key, i), 256, std=std)
-        state, _ = gan_train_step(state, batch, KEY)
-    samples = gan_samples(state, jax.random.normal(jax.random.PRNGKey(2), (2000, 8)))
+        batch = {"x": toy.ring_of_gaussians(jax.random.fold_in(data_key, i), 256, std=std)}
+        state, _ = step(state, batch)
+    samples = _samples(gan, state, jax.random.normal(jax.random.PRNGKey(2), (2000, 8)))
     cover = toy.mode_coverage(samples, toy.mode_centers(), threshold=3 * std, min_count=10)
     assert cover.modes_covered == 8, cover.counts
     assert cover.high_quality > 0.6, cover  # most samples land on a mode, not between

@@ -80,8 +80,8 @@ def test_presets_registered_and_buildable():
 
 def _param_count(config):
     src = jnp.zeros((1, 3), jnp.int32)
-    shapes = jax.eval_shape(
-        lambda: Seq2Seq(config).init(jax.random.key(0), src, jnp.ones((1,), jnp.int32), src))
+    shapes = jax.eval_shape(lambda: Seq2Seq(config).init(
+        jax.random.key(0), src, src, src_lengths=jnp.ones((1,), jnp.int32)))
     return sum(x.size for x in jax.tree.leaves(shapes))
 
 

@@ -1,11 +1,12 @@
-"""zoo.rnn.generate: Seq2Seq through the shared decoding module."""
+"""zoo.seq2seq.generate on the RNN Seq2Seq, through the shared decoding module."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo.rnn import Seq2Seq, Seq2SeqConfig, generate
+from zoo.rnn import Seq2Seq, Seq2SeqConfig
+from zoo.seq2seq import generate
 
 B, S, V = 4, 6, 12
 BOS, EOS = 1, 2
@@ -20,7 +21,7 @@ def model_and_params():
                                   style="bahdanau"))
     src = jnp.asarray(np.random.default_rng(0).integers(4, V, size=(B, S)), jnp.int32)
     lengths = jnp.array([6, 3, 1, 5], jnp.int32)
-    params = jax.jit(model.init)(jax.random.key(1), src, lengths, src)
+    params = jax.jit(model.init)(jax.random.key(1), src, src, src_lengths=lengths)["params"]
     return model, params, src, lengths
 
 
@@ -29,8 +30,8 @@ def test_greedy_is_the_argmax_of_its_own_teacher_forced_pass(model_and_params):
     out = generate(model, params, src, lengths, max_len=7)
     assert out.tokens.shape == (B, 7) and out.tokens.dtype == jnp.int32
     tgt_in = jnp.concatenate([jnp.full((B, 1), BOS, jnp.int32), out.tokens[:, :-1]], axis=1)
-    logits = model.apply(params, src, lengths, tgt_in).logits  # [B, 7, V]
-    argmax = np.asarray(jnp.argmax(logits, -1))
+    logits = model.apply({"params": params}, src, tgt_in, src_lengths=lengths).logits
+    argmax = np.asarray(jnp.argmax(logits, -1))  # [B, 7]
     for b in range(B):
         n = int(out.lengths[b])
         np.testing.assert_array_equal(argmax[b, :n], out.tokens[b, :n])
@@ -58,3 +59,16 @@ def test_sampling_needs_a_key_and_top_k_one_is_greedy(model_and_params):
         generate(model, params, src, lengths, method="sample", max_len=7)
     with pytest.raises(ValueError, match="method"):
         generate(model, params, src, lengths, method="nucleus", max_len=7)
+
+
+def test_params_must_be_the_bare_collection(model_and_params):
+    model, params, src, lengths = model_and_params
+    with pytest.raises(ValueError, match="variables\\['params'\\]"):
+        generate(model, {"params": params}, src, lengths, max_len=7)
+
+
+def test_missing_lengths_mean_whole_rows(model_and_params):
+    model, params, src, _ = model_and_params
+    whole = jnp.full((B,), S, jnp.int32)
+    np.testing.assert_array_equal(generate(model, params, src, max_len=7).tokens,
+                                  generate(model, params, src, whole, max_len=7).tokens)

@@ -46,7 +46,7 @@ def _batch(seed=0, src_lengths=SRC_LENGTHS, src_len=S, tgt_len=T):
 def _init(config, seed=0):
     model = Seq2Seq(config)
     src, lengths, tgt = _batch()
-    return model, jax.jit(model.init)(jax.random.key(seed), src, lengths, tgt)
+    return model, jax.jit(model.init)(jax.random.key(seed), src, tgt, src_lengths=lengths)
 
 
 @functools.cache
@@ -74,8 +74,8 @@ def test_shapes_and_dtypes(cell, attention, variant):
     src, lengths, tgt = _batch()
 
     def init_and_apply():
-        params = model.init(jax.random.key(0), src, lengths, tgt)
-        return params, model.apply(params, src, lengths, tgt)
+        params = model.init(jax.random.key(0), src, tgt, src_lengths=lengths)
+        return params, model.apply(params, src, tgt, src_lengths=lengths)
 
     params, out = jax.eval_shape(init_and_apply)  # traces only: cheap for 48 combos
     assert out.logits.shape == (B, T, V_TGT) and out.logits.dtype == jnp.float32
@@ -95,7 +95,8 @@ def test_bfloat16_compute_keeps_float32_outputs(cell, extra):
     # Runs (not just traces) every decoder path in bfloat16: carries stay in the
     # compute dtype, params, logits and attention weights in float32.
     model, params = _init(_config(cell=cell, dtype=jnp.bfloat16, **extra))
-    out = jax.jit(model.apply)(params, *_batch())
+    src, lengths, tgt = _batch()
+    out = jax.jit(model.apply)(params, src, tgt, src_lengths=lengths)
     assert out.logits.dtype == jnp.float32 and out.attention.dtype == jnp.float32
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
     assert np.all(np.isfinite(np.asarray(out.logits)))
@@ -109,7 +110,7 @@ def test_bfloat16_compute_keeps_float32_outputs(cell, extra):
 def test_attention_masking_and_padding_invariance(kind):
     _, params, apply = _kind(kind)
     src, lengths, tgt = _batch()
-    padded = apply(params, src, lengths, tgt)
+    padded = apply(params, src, tgt, src_lengths=lengths)
     if padded.attention is not None:
         # Weights sum to 1 over the real source tokens and are exactly 0 on padding.
         weights = np.asarray(padded.attention)  # [B, T, S]
@@ -120,14 +121,14 @@ def test_attention_masking_and_padding_invariance(kind):
 
     # A 4-token sentence inside the 7-wide padded batch == the same sentence alone.
     row, n = 1, int(SRC_LENGTHS[1])
-    alone = apply(params, src[row:row + 1, :n], lengths[row:row + 1], tgt[row:row + 1])
+    alone = apply(params, src[row:row + 1, :n], tgt[row:row + 1], src_lengths=lengths[row:row + 1])
     np.testing.assert_allclose(padded.logits[row], alone.logits[0], atol=1e-5, rtol=1e-5)
     if padded.attention is not None:
         np.testing.assert_allclose(padded.attention[row, :, :n], alone.attention[0],
                                    atol=1e-6)
     # And different junk in the padding changes nothing either.
     junk = src.at[row, n:].set(5)
-    np.testing.assert_allclose(apply(params, junk, lengths, tgt).logits, padded.logits,
+    np.testing.assert_allclose(apply(params, junk, tgt, src_lengths=lengths).logits, padded.logits,
                                atol=1e-6)
 
 
@@ -138,10 +139,10 @@ def test_attention_masking_and_padding_invariance(kind):
 def test_step_by_step_gold_prefix_matches_teacher_forcing(kind):
     model, params, apply = _kind(kind)
     src, lengths, tgt = _batch()
-    forced = apply(params, src, lengths, tgt)
+    forced = apply(params, src, tgt, src_lengths=lengths)
 
     memory = model.apply(params, src, lengths, method=Seq2Seq.encode)
-    carry = model.apply(params, memory, method=Seq2Seq.init_decoder_carry)
+    carry = model.apply(params, memory, method=Seq2Seq.init_carry)
     step = jax.jit(lambda m, c, tok: model.apply(params, m, c, tok,
                                                  method=Seq2Seq.decode_step))
     logits = []
@@ -175,7 +176,7 @@ def test_dropout_is_keyed():
 
     @jax.jit
     def run(key):
-        return model.apply(params, src, lengths, tgt, deterministic=False,
+        return model.apply(params, src, tgt, src_lengths=lengths, deterministic=False,
                            rngs={"dropout": key}).logits
 
     a, b, c = run(jax.random.key(1)), run(jax.random.key(1)), run(jax.random.key(2))
@@ -187,14 +188,14 @@ def test_bad_inputs_raise():
     model, params, _ = _kind("plain")
     src, lengths, tgt = _batch()
     with pytest.raises(ValueError, match="src_lengths"):
-        model.apply(params, src, lengths.at[0].set(0), tgt)
+        model.apply(params, src, tgt, src_lengths=lengths.at[0].set(0))
     with pytest.raises(ValueError, match="src_lengths"):
-        model.apply(params, src, lengths.at[0].set(S + 1), tgt)
+        model.apply(params, src, tgt, src_lengths=lengths.at[0].set(S + 1))
     with pytest.raises(ValueError, match="src_lengths"):
-        model.apply(params, src, lengths[:2], tgt)
+        model.apply(params, src, tgt, src_lengths=lengths[:2])
     with pytest.raises(ValueError, match="src must be 2-D"):
-        model.apply(params, src[0], lengths, tgt)
+        model.apply(params, src[0], tgt, src_lengths=lengths)
     with pytest.raises(ValueError, match="tokens must be 1-D"):
         memory = model.apply(params, src, lengths, method=Seq2Seq.encode)
-        carry = model.apply(params, memory, method=Seq2Seq.init_decoder_carry)
+        carry = model.apply(params, memory, method=Seq2Seq.init_carry)
         model.apply(params, memory, carry, tgt, method=Seq2Seq.decode_step)

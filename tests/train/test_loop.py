@@ -1,7 +1,10 @@
-"""The training job: smoke runs, resume equivalence, corrupt checkpoints, bad configs, NaNs."""
+"""The training job: smoke runs, resume equivalence, corrupt checkpoints, bad configs, NaNs,
+and restores that never move or hide a checkpoint that is merely of another config."""
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +17,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from zoo.train import config as config_lib
+from zoo.train import loop
+from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import NonFiniteLossError, train_and_evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,9 +74,14 @@ def _run_cli(workdir, *flags, timeout=300):
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run."""
+    """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run.
+
+    The first evaluation (step 20) compiles the decoder, which takes seconds, so a
+    kill sent as soon as checkpoint 10 exists lands before the run can finish; the
+    test checks that it did (killed by the signal, no final checkpoint) and that the
+    restart really resumed from an earlier step."""
     flags = ["--config.train.num_train_steps=40", "--config.train.checkpoint_every=5",
-             "--config.train.eval_every=40", "--config.train.log_every=5"]
+             "--config.train.eval_every=20", "--config.train.log_every=5"]
     straight = _run_cli(tmp_path / "straight", *flags)
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
 
@@ -81,10 +91,13 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     while time.time() < deadline and not (ckpt_dir / "10").exists():
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=60)
+    assert victim.wait(timeout=60) == -signal.SIGKILL, "the run ended before the kill"
+    assert not (ckpt_dir / "40").exists(), "the run finished before it was killed"
     resumed = _run_cli(tmp_path / "killed", *flags)
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
+    match = re.search(r"resumed from the checkpoint at step (\d+)", output)
+    assert match and 10 <= int(match.group(1)) < 40, output
 
     step_a, params_a = _final_params(tmp_path / "straight")
     step_b, params_b = _final_params(tmp_path / "killed")
@@ -112,9 +125,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     """From step 4 on the step poisons its output; the loop must stop before saving it."""
     import jax.numpy as jnp
 
-    from zoo.train import state as state_lib
-
-    real = state_lib.make_train_step
+    real = loop.make_train_step
 
     def poisoned(loss_fn, schedule):
         step_fn = real(loss_fn, schedule)
@@ -128,7 +139,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
         return train_step
 
-    monkeypatch.setattr(state_lib, "make_train_step", poisoned)
+    monkeypatch.setattr(loop, "make_train_step", poisoned)
     config = _tiny(**{"train.checkpoint_every": 1, "train.log_every": 5,
                       "train.eval_every": 100})
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 4.*step 3"):
@@ -178,3 +189,69 @@ def test_bfloat16_compute_keeps_float32_params(tmp_path):
     assert np.isfinite(result["nll"])
     _, params = _final_params(tmp_path)
     assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype("float32")}
+
+
+def _fingerprint(folder) -> list:
+    """Every file and folder under ``folder`` with its bytes' digest: equal means untouched."""
+    rows = []
+    for root, dirs, files in os.walk(folder):
+        rel = os.path.relpath(root, folder)
+        rows += [(os.path.join(rel, d), "dir") for d in sorted(dirs)]
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                rows.append((os.path.join(rel, name), hashlib.sha256(f.read()).hexdigest()))
+    return sorted(rows)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished tiny date run whose folder the next tests must leave alone."""
+    workdir = tmp_path_factory.mktemp("finished")
+    train_and_evaluate(_tiny(), str(workdir))
+    return workdir
+
+
+def test_a_changed_model_config_in_the_same_workdir_stops_and_moves_nothing(finished_run):
+    before = _fingerprint(finished_run)
+    changed = _tiny(**{"model.hidden_dim": 48, "train.num_train_steps": 9})
+    with pytest.raises(CheckpointMismatchError) as err:
+        train_and_evaluate(changed, str(finished_run))
+    message = str(err.value)
+    assert "nothing was moved" in message
+    assert re.search(r"params/\S+ has shape \(\d+(, \d+)*\) float32 in the checkpoint but "
+                     r"\(\d+(, \d+)*\) float32 in this config", message), message
+    assert _fingerprint(finished_run) == before  # config.json and metrics.jsonl included
+    assert not os.path.exists(str(finished_run / "checkpoints") + ".corrupt")
+
+
+def test_a_changed_optimizer_in_the_same_workdir_stops_and_moves_nothing(finished_run):
+    before = _fingerprint(finished_run)
+    with pytest.raises(CheckpointMismatchError, match="opt_state"):
+        train_and_evaluate(_tiny(**{"optim.grad_accum_steps": 2}), str(finished_run))
+    assert _fingerprint(finished_run) == before
+
+
+def test_restore_from_a_run_of_another_model_stops_and_touches_neither_folder(
+        finished_run, tmp_path):
+    before = _fingerprint(finished_run)
+    other = _tiny(**{"train.restore_from": str(finished_run)})
+    other.model = ml_collections.ConfigDict({"name": "transformer_tiny"})
+    with pytest.raises(CheckpointMismatchError, match="nothing was moved"):
+        train_and_evaluate(other, str(tmp_path / "new"))
+    assert _fingerprint(finished_run) == before
+    assert not os.path.exists(tmp_path / "new" / "checkpoints" / "0")
+    assert not [d for d in os.listdir(tmp_path / "new" / "checkpoints")]
+
+
+def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(tmp_path, capsys):
+    train_and_evaluate(_tiny(), str(tmp_path / "a"))
+    for root, _, files in os.walk(tmp_path / "a" / "checkpoints" / "6" / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    before = _fingerprint(tmp_path / "a")
+    config = _tiny(**{"train.num_train_steps": 8, "train.restore_from": str(tmp_path / "a")})
+    train_and_evaluate(config, str(tmp_path / "b"))
+    assert "restored step 3" in capsys.readouterr().out
+    assert _fingerprint(tmp_path / "a") == before
+    assert not os.path.exists(str(tmp_path / "a" / "checkpoints") + ".corrupt")

@@ -21,10 +21,11 @@ import numpy as np
 import optax
 import pytest
 
-from zoo import registry, sharding
-from zoo.train import checkpoints, families
+from zoo import sharding
+from zoo.train import checkpoints, families, optim
 from zoo.train import config as config_lib
 from zoo.train.loop import init_sharded
+from zoo.train.state import make_train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -74,12 +75,12 @@ def _batch(config, rows: int = 16) -> dict:
 
 def _setup(model: str, plan: sharding.Plan):
     config = _config(model)
-    family = families.get(config.family)
-    module_cls = registry.get(config.model.name).module
-    fields = family.vocab_fields(module_cls, {"src": VOCAB, "tgt": VOCAB})
-    net = module_cls(config=config_lib.model_config(config, **fields))
-    state, shardings = init_sharded(family, net, config, plan, jax.random.PRNGKey(0))
-    step = jax.jit(family.make_train_step(net, config), donate_argnums=0,
+    family = families.make(config)
+    net = family.build_model({"src": VOCAB, "tgt": VOCAB})
+    tx, schedule = optim.make_optimizer(config.optim)
+    state, shardings = init_sharded(lambda rng: family.init_state(net, tx, rng), plan,
+                                    jax.random.PRNGKey(0))
+    step = jax.jit(make_train_step(family.phases(net), schedule), donate_argnums=0,
                    in_shardings=(shardings, plan.batch_sharding),
                    out_shardings=(shardings, plan.replicated))
     return config, state, step
@@ -275,3 +276,25 @@ def test_bad_mesh_in_a_config_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"mesh.shape \(3,\) multiplies to 3 devices"):
         train_and_evaluate(c, str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_the_planner_divides_the_state_over_the_mesh():
+    """python -m zoo.train.plan: FSDP over 4 devices holds a quarter of each embed-sharded
+    parameter; the totals are the per-device bytes of every leaf of the state."""
+    from zoo.train import plan
+
+    config = _config("transformer")
+    config.mesh.shape, config.mesh.axes, config.mesh.strategy = (2, 4), ("data", "fsdp"), "fsdp"
+    text = plan.describe(config, num_devices=8, vocab_size=VOCAB)
+    row = next(line for line in text.splitlines() if line.startswith("embed/embedding "))
+    assert "('vocab', 'embed')" in row and "(None, 'fsdp')" in row, row
+    assert row.endswith(f" {VOCAB * 32 * 4 // 4:,d}"), row  # [V, D] float32 over 4 shards
+    assert "total state" in text and "opt_state" in text
+
+
+def test_the_old_planner_command_names_the_new_one():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "zoo.sharding", "--config", "x"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "python -m zoo.train.plan" in proc.stderr

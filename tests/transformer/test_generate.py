@@ -1,11 +1,12 @@
-"""KV-cache decoding: cached == full forward, greedy/beam/sample through zoo.decoding."""
+"""KV-cache decoding: cached == full forward, greedy/beam/sample through zoo.decoding
+(DecoderLM by zoo.transformer.generate, EncoderDecoder by zoo.seq2seq.generate)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from zoo import registry
+from zoo import registry, seq2seq
 from zoo.transformer import generate as gen
 
 B, T, V = 2, 7, 64
@@ -67,8 +68,8 @@ def test_cached_translation_decoding_equals_full_forward():
     src_lengths = jnp.array([6, 3])
     tgt = _ids((B, T), 7)
     full = model.apply({"params": params}, src, tgt, src_lengths=src_lengths)
-    state = gen.TranslateState(gen.init_cache(model, B, T), full.encoded, src_lengths)
-    step = jax.jit(gen.translate_step_fn(model, params))
+    state = seq2seq.initial_state(model, params, src, src_lengths, T)
+    step = jax.jit(seq2seq.step_fn_for(model, params))
     for t in range(T):
         logits, state = step(tgt[:, t], state, jnp.int32(t))
         np.testing.assert_allclose(logits, full.logits[:, t], atol=2e-5)
@@ -107,7 +108,7 @@ def test_generate_lm_greedy_equals_uncached_greedy_for_ragged_prompts():
 def test_translate_greedy_equals_uncached_greedy():
     model, params, src = _seq2seq()
     src_lengths = jnp.array([6, 4])
-    out = gen.translate(model, params, src, src_lengths, max_len=5, bos_id=1, eos_id=EOS)
+    out = seq2seq.generate(model, params, src, src_lengths, max_len=5, bos_id=1, eos_id=EOS)
     buffer = jnp.ones((B, 6), jnp.int32)  # <bos> = 1, then room for 5 tokens
     apply = jax.jit(lambda tgt: model.apply({"params": params}, src, tgt,
                                             src_lengths=src_lengths).logits)
@@ -123,9 +124,9 @@ def test_beam_of_one_equals_greedy():
     np.testing.assert_array_equal(beam.tokens, greedy.tokens)
     np.testing.assert_allclose(beam.scores, greedy.scores, atol=1e-5)
     s2s, s2s_params, src = _seq2seq()
-    greedy = gen.translate(s2s, s2s_params, src, max_len=6, bos_id=1, eos_id=EOS)
-    beam = gen.translate(s2s, s2s_params, src, max_len=6, bos_id=1, eos_id=EOS, method="beam",
-                         beam_size=1, length_penalty=0.0).best()
+    greedy = seq2seq.generate(s2s, s2s_params, src, max_len=6, bos_id=1, eos_id=EOS)
+    beam = seq2seq.generate(s2s, s2s_params, src, max_len=6, bos_id=1, eos_id=EOS,
+                            method="beam", beam_size=1, length_penalty=0.0).best()
     np.testing.assert_array_equal(beam.tokens, greedy.tokens)
 
 
@@ -172,3 +173,17 @@ def test_generation_errors_name_the_argument():
         gen.generate_lm(model, params, prompt, jnp.array([0, 3]), max_new_tokens=2, eos_id=EOS)
     with pytest.raises(ValueError, match="max_len"):
         gen.generate_lm(model, params, prompt, max_new_tokens=64, eos_id=EOS)
+    with pytest.raises(ValueError, match="variables\\['params'\\]"):
+        gen.generate_lm(model, {"params": params}, prompt, max_new_tokens=2, eos_id=EOS)
+
+
+def test_translation_errors_name_the_argument():
+    model, params, src = _seq2seq(positional="learned")
+    with pytest.raises(ValueError, match="method"):
+        seq2seq.generate(model, params, src, max_len=2, method="topk")
+    with pytest.raises(ValueError, match="key"):
+        seq2seq.generate(model, params, src, max_len=2, method="sample")
+    with pytest.raises(ValueError, match="max_len"):
+        seq2seq.generate(model, params, src, max_len=model.config.max_len + 1)
+    with pytest.raises(ValueError, match="variables\\['params'\\]"):
+        seq2seq.generate(model, {"params": params}, src, max_len=2)

@@ -57,10 +57,14 @@ def test_source_padding_does_not_change_outputs(placement):
     model, params, src, tgt = _seq2seq(norm_placement=placement)
     lengths = jnp.array([S, 5])
     out = model.apply({"params": params}, src, tgt, src_lengths=lengths)
+    assert out.attention is None  # zoo.seq2seq.Seq2SeqOutput: no single alignment
     garbage = src.at[1, 5:].set(_ids((S - 5,), 64, 9))
     again = model.apply({"params": params}, garbage, tgt, src_lengths=lengths)
     np.testing.assert_allclose(again.logits, out.logits, atol=1e-5)
-    np.testing.assert_allclose(again.encoded[1, :5], out.encoded[1, :5], atol=1e-5)
+    encoded = model.apply({"params": params}, src, lengths, method="encode")
+    encoded_again = model.apply({"params": params}, garbage, lengths, method="encode")
+    np.testing.assert_array_equal(encoded.lengths, lengths)
+    np.testing.assert_allclose(encoded_again.states[1, :5], encoded.states[1, :5], atol=1e-5)
     # And the padded sequence matches the same sequence run alone without padding.
     alone = model.apply({"params": params}, src[1:, :5], tgt[1:])
     np.testing.assert_allclose(alone.logits[0], out.logits[1], atol=1e-5)

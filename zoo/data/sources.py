@@ -20,7 +20,7 @@ from typing import Any
 
 import tensorflow_datasets as tfds
 
-from zoo import sharding
+from zoo import distributed
 from zoo.data.builders import BUILDERS, download_config
 
 
@@ -70,7 +70,7 @@ def data_source(
 
     try:
         if ours and prepare:  # several processes: one prepares, then the others read it
-            return sharding.process_zero_first(f"prepare {name} in {data_dir}", load)
+            return distributed.process_zero_first(f"prepare {name} in {data_dir}", load)
         return load()
     except (AssertionError, NotImplementedError, tfds.core.registered.DatasetNotFoundError) as e:
         # How TFDS says "not prepared": DatasetNotFoundError (no code, no files),

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import sentencepiece as spm
 
-from zoo import sharding
+from zoo import distributed
 from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, Encoded, pad
 
 
@@ -172,7 +172,7 @@ def sentencepiece_tokenizer(
     model has to be trained. A saved model with another vocab_size is an error
     (delete it, or use another `name`), not silently replaced.
     """
-    return sharding.process_zero_first(
+    return distributed.process_zero_first(
         f"tokenizer {model_dir}/{name}",
         lambda: _load_or_train(os.path.join(model_dir, f"{name}.model"), texts, vocab_size,
                                train_options))

@@ -3,9 +3,10 @@
 Presets (``zoo.registry``, registered on importing ``zoo.generative``):
 vae_conv_fashion_mnist, vae_mlp_fashion_mnist, vae_tiny (``VAE``);
 gan_dcgan_fashion_mnist, gan_dcgan_tiny, gan_mlp_toy (``GAN``).
-Train steps: ``zoo.generative.train`` (``vae_train_step``, ``gan_train_step``).
-With ``train.py``: the families 'vae' and 'gan' (``zoo.generative.family``) and
-configs/vae_fashion_mnist.py, configs/gan_fashion_mnist.py, configs/gan_toy.py.
+Models and their losses only: training goes through ``zoo.train`` (the
+families 'vae' and 'gan' in ``zoo/train/families/generative.py``, one
+``TrainState`` and train step for every model) with configs/vae_fashion_mnist.py,
+configs/gan_fashion_mnist.py and configs/gan_toy.py.
 """
 
 from zoo import registry
@@ -13,14 +14,6 @@ from zoo.generative.config import GANConfig, VAEConfig
 from zoo.generative.distributions import LIKELIHOODS, Normal, kl_to_standard_normal, reparameterize
 from zoo.generative.gan import GAN, LOSSES, GANLoss, GANOutput
 from zoo.generative.presets import GAN_PRESETS, VAE_PRESETS
-from zoo.generative.train import (
-    GANState,
-    VAEState,
-    gan_samples,
-    gan_train_step,
-    vae_eval_step,
-    vae_train_step,
-)
 from zoo.generative.vae import VAE, VAEOutput
 
 for _name, _config in VAE_PRESETS.items():
@@ -38,15 +31,9 @@ __all__ = [
     "GANConfig",
     "GANLoss",
     "GANOutput",
-    "GANState",
     "Normal",
     "VAEConfig",
     "VAEOutput",
-    "VAEState",
-    "gan_samples",
-    "gan_train_step",
     "kl_to_standard_normal",
     "reparameterize",
-    "vae_eval_step",
-    "vae_train_step",
 ]

@@ -11,7 +11,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
 GAN_PRESETS: dict[str, GANConfig] = {
     "gan_dcgan_fashion_mnist": GANConfig(),  # 28x28x1, Z = 64, G (64, 32), D (32, 64), tanh
     "gan_dcgan_tiny": GANConfig(latent_dim=8, generator_dims=(16, 8), discriminator_dims=(8, 16)),
-    # Points in the plane (the ring of Gaussians in zoo.generative.toy).
+    # Points in the plane (the ring of Gaussians in zoo.data.ring).
     "gan_mlp_toy": GANConfig(data_shape=(2,), latent_dim=8, architecture="mlp",
                              generator_dims=(128, 128), discriminator_dims=(128, 128),
                              output_activation="linear"),

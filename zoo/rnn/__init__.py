@@ -9,11 +9,9 @@ from zoo.rnn.cells import CELLS, CellStack, RNNStack, hidden_of, make_cell, zero
 from zoo.rnn.config import Seq2SeqConfig
 from zoo.rnn.decoder import DecoderCarry, DecoderOutput, PlainDecoder
 from zoo.rnn.encoder import Encoder, EncoderOutput
-from zoo.rnn.generate import METHODS, generate, initial_state, step_fn_for
 from zoo.rnn.luong import LuongAttention, LuongDecoder, LuongFeedingDecoder, LuongFeedingStep
 from zoo.rnn.presets import PAPER_CONFIGS, PRESETS
-from zoo.rnn.seq2seq import DECODERS, Seq2Seq, Seq2SeqOutput
-from zoo.rnn.training import Metrics, exact_match, make_train_step, token_loss
+from zoo.rnn.seq2seq import DECODERS, Seq2Seq
 
 __all__ = [
     "BRIDGES",
@@ -32,22 +30,13 @@ __all__ = [
     "LuongDecoder",
     "LuongFeedingDecoder",
     "LuongFeedingStep",
-    "METHODS",
-    "Metrics",
     "PAPER_CONFIGS",
     "PRESETS",
     "PlainDecoder",
     "RNNStack",
     "Seq2Seq",
     "Seq2SeqConfig",
-    "Seq2SeqOutput",
-    "exact_match",
-    "generate",
     "hidden_of",
-    "initial_state",
     "make_cell",
-    "make_train_step",
-    "step_fn_for",
-    "token_loss",
     "zero_carry",
 ]

@@ -81,11 +81,23 @@ def concat_carries(forward: Carry, backward: Carry) -> Carry:
     return jax.tree.map(lambda f, b: jnp.concatenate([f, b], axis=-1), forward, backward)
 
 
+def _direction_names(layer: int) -> tuple[str, str]:
+    """Param-tree names of the forward and backward RNN of bidirectional layer `layer`.
+
+    Layer 0 keeps the names of the one-layer stacks (and their checkpoints);
+    deeper layers get their index as a suffix.
+    """
+    suffix = "" if layer == 0 else f"_{layer}"
+    return f"forward_rnn{suffix}", f"backward_rnn{suffix}"
+
+
 class RNNStack(nn.Module):
     """L recurrent layers over a whole sequence, dropout between layers.
 
     A bidirectional layer has `features` units per direction and outputs their
-    concatenation [B, T, 2H]; its final state is the concatenation too.
+    concatenation [B, T, 2H]; its final state is the concatenation too. Param
+    names: `layers_{i}` (unidirectional); `forward_rnn`, `backward_rnn` for the
+    first bidirectional layer, then `forward_rnn_{i}`, `backward_rnn_{i}`.
     """
 
     cell: str
@@ -102,13 +114,15 @@ class RNNStack(nn.Module):
                              param_dtype=self.param_dtype)
             return nn.RNN(cell, return_carry=True, name=name)
 
-        def layer():
+        def layer(i):
             if self.bidirectional:
-                return nn.Bidirectional(rnn("forward_rnn"), rnn("backward_rnn"),
-                                        return_carry=True)
-            return rnn(None)
+                # RNNs made here belong to this stack, not to the Bidirectional
+                # (which holds no params), so their names must differ per layer.
+                forward, backward = _direction_names(i)
+                return nn.Bidirectional(rnn(forward), rnn(backward), return_carry=True)
+            return rnn(None)  # auto-named layers_i
 
-        self.layers = [layer() for _ in range(self.num_layers)]
+        self.layers = [layer(i) for i in range(self.num_layers)]
         self.dropout = nn.Dropout(self.dropout_rate)
 
     def __call__(
@@ -128,7 +142,7 @@ class RNNStack(nn.Module):
         finals = []
         for i, layer in enumerate(self.layers):
             if i > 0:
-                x = self.dropout(x, deterministic=deterministic)  # [B, T, H]
+                x = self.dropout(x, deterministic=deterministic)  # [B, T, H or 2H]
             if self.bidirectional:
                 zero = zero_carry(self.cell, batch, self.features, self.dtype)
                 (fwd, bwd), x = layer(x, initial_carry=(zero, zero), seq_lengths=seq_lengths)

@@ -2,22 +2,23 @@
 
 Glossary: B batch, S source length, T target length, V tgt_vocab_size.
 
+It implements the encoder–decoder interface of `zoo.seq2seq` (shared with the
+Transformer's `EncoderDecoder`):
+
     model = Seq2Seq(Seq2SeqConfig(attention="general", input_feeding=True))
-    params = model.init(key, src, src_lengths, tgt_in)
-    out = model.apply(params, src, src_lengths, tgt_in)  # out.logits [B, T, V]
+    params = model.init(key, src, tgt_in, src_lengths=src_lengths)["params"]
+    out = model.apply({"params": params}, src, tgt_in, src_lengths=src_lengths)
+    out.logits      # [B, T, V]
+    out.attention   # [B, T, S] (None for the plain model)
 
-    # Decoding, one token at a time (what zoo.rnn.generate drives):
-    memory = model.apply(params, src, src_lengths, method=Seq2Seq.encode)
-    carry = model.apply(params, memory, method=Seq2Seq.init_decoder_carry)
-    logits, carry = model.apply(params, memory, carry, tokens, method=Seq2Seq.decode_step)
+    # Decoding (zoo.seq2seq.generate drives these):
+    tokens = zoo.seq2seq.generate(model, params, src, src_lengths, max_len=20).tokens
 
-Training with dropout: `model.apply(params, ..., deterministic=False,
-rngs={"dropout": key})`. Decoding is always deterministic.
+Training with dropout: `model.apply(..., deterministic=False, rngs={"dropout": key})`.
+Decoding is always deterministic.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -29,6 +30,7 @@ from zoo.rnn.config import Seq2SeqConfig
 from zoo.rnn.decoder import DecoderCarry, PlainDecoder
 from zoo.rnn.encoder import Encoder, EncoderOutput
 from zoo.rnn.luong import LuongDecoder, LuongFeedingDecoder
+from zoo.seq2seq import Seq2SeqOutput, source_lengths
 
 # Seq2SeqConfig.decoder_kind -> decoder module.
 DECODERS: dict[str, type[nn.Module]] = {
@@ -39,15 +41,19 @@ DECODERS: dict[str, type[nn.Module]] = {
 }
 
 
-class Seq2SeqOutput(NamedTuple):
-    logits: jax.Array  # [B, T, V] float32
-    attention: jax.Array | None  # [B, T, S] float32 (0 on source padding), None if plain
-
-
 class Seq2Seq(nn.Module):
     """An RNN encoder-decoder; which one is decided by `config` (see Seq2SeqConfig)."""
 
     config: Seq2SeqConfig
+
+    @staticmethod
+    def vocab_fields(src_size: int, tgt_size: int) -> dict:
+        """The config fields a dataset's vocabularies decide."""
+        return {"src_vocab_size": src_size, "tgt_vocab_size": tgt_size}
+
+    @property
+    def max_decode_len(self) -> None:
+        return None  # a recurrence has no length limit
 
     def setup(self):
         cfg = self.config
@@ -56,21 +62,23 @@ class Seq2Seq(nn.Module):
                                           param_dtype=cfg.param_dtype)
         self.decoder = DECODERS[cfg.decoder_kind](cfg)
 
-    def __call__(self, src: jax.Array, src_lengths: jax.Array, tgt_in: jax.Array, *,
+    def __call__(self, src: jax.Array, tgt_in: jax.Array, *, src_lengths: jax.Array | None = None,
                  deterministic: bool = True) -> Seq2SeqOutput:
-        """Teacher forcing: src [B, S], src_lengths [B], tgt_in [B, T] (<bos> y_1 ..)."""
+        """Teacher forcing: src [B, S], tgt_in [B, T] (<bos> y_1 ..), src_lengths [B]."""
         memory = self.encode(src, src_lengths, deterministic=deterministic)
-        carry = self.init_decoder_carry(memory)
+        carry = self.init_carry(memory)
         output, _ = self.decode(memory, carry, tgt_in, deterministic=deterministic)
         return output
 
-    def encode(self, src: jax.Array, src_lengths: jax.Array, *,
+    def encode(self, src: jax.Array, src_lengths: jax.Array | None = None, *,
                deterministic: bool = True) -> EncoderOutput:
-        """src [B, S], src_lengths [B] -> states [B, S, M], final carries, mask [B, S]."""
-        return self.encoder(src, src_lengths, deterministic=deterministic)
+        """src [B, S], src_lengths [B] (None: all real) -> states [B, S, M], final carries,
+        mask [B, S]."""
+        return self.encoder(src, source_lengths(src, src_lengths), deterministic=deterministic)
 
-    def init_decoder_carry(self, memory: EncoderOutput) -> DecoderCarry:
-        """The decoder state before its first input (<bos>)."""
+    def init_carry(self, memory: EncoderOutput, max_len: int | None = None) -> DecoderCarry:
+        """The decoder state before its first input (<bos>); ``max_len`` is not needed."""
+        del max_len
         return self.decoder.initial_carry(self.bridge(memory.final))
 
     def decode(self, memory: EncoderOutput, carry: DecoderCarry, tokens: jax.Array, *,

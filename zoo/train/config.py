@@ -25,7 +25,7 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     # A zoo builder name ('generated_tasks/dates', 'fashion_mnist', ...), 'ring_of_gaussians'
-    # (generated 2-D points, zoo/generative/toy.py) or any prepared TFDS name.
+    # (generated 2-D points, zoo/data/ring.py) or any prepared TFDS name.
     c.data.dataset = "date"
     c.data.data_dir = ""  # "" -> <workdir>/data
     c.data.batch_size = 64  # global: split over processes and the mesh's batch axes

@@ -228,11 +228,11 @@ def _array_sources(config, workdir: str, field: str):
     """(train, evaluation) record sources of an array dataset; evaluation holds at most
     ``data.num_eval`` records.
 
-    The generated ring of Gaussians (zoo.generative.toy), or any TFDS dataset
+    The generated ring of Gaussians (zoo.data.ring), or any TFDS dataset
     with an array feature, e.g. zoo's ``fashion_mnist``: trained on its 'train'
     split, evaluated on its 'test' split (image datasets have no validation split).
     """
-    from zoo.generative import toy  # noqa: PLC0415 -- only the generative families need it
+    from zoo.data import ring as toy  # noqa: PLC0415 -- only the generative families need it
 
     name = config.data.dataset
     if name == toy.DATASET:

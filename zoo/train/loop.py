@@ -1,9 +1,11 @@
 """``train_and_evaluate(config, workdir)``: the main training job.
 
-The loop is family-agnostic: a *family* (``zoo/train/families.py``) says how
-its state is created, what one step does and how the model is evaluated.
-Everything else is here: the mesh and sharded state creation, the jitted
-donated step with explicit in/out shardings, metrics, evaluation cadence,
+The loop is family-agnostic: a *family* (``zoo/train/families/``) says how its
+batches are made, how its parameters are created, what its train step
+optimises and how the model is evaluated. Everything else is here, once for
+every family: the optimizer (built once), the mesh and sharded state
+creation, the one train step of ``zoo/train/state.py`` jitted with the state
+donated and explicit in/out shardings, metrics, evaluation cadence,
 checkpoints and resume.
 
 Sharding (``config.mesh``, see ``zoo/sharding.py``): the state is created
@@ -15,7 +17,11 @@ parameters outside that scope (its batches need not divide the mesh).
 Resume: the train state, the data iterator's state and the config are saved
 together; a restarted run continues from the newest checkpoint that restores
 and -- with per-step keys ``fold_in(rng, step)`` and a restored iterator --
-reproduces the uninterrupted run bit for bit on CPU.
+reproduces the uninterrupted run bit for bit on CPU. A checkpoint whose
+structure differs from this config's model or optimizer stops the run with
+``CheckpointMismatchError`` and moves nothing; only unreadable steps of this
+run's own folder are moved aside. Another run's folder (``restore_from``) is
+only read.
 """
 
 from __future__ import annotations
@@ -32,48 +38,44 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from zoo import registry, sharding
-from zoo.train import checkpoints, families, plots
+from zoo import sharding
+from zoo.train import checkpoints, families, optim, plots
 from zoo.train import config as config_lib
 from zoo.train import metrics as metrics_lib
+from zoo.train.state import make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
-def _restore_from(path: str, state):
-    """The newest good checkpoint of another run, restored onto ``state``'s devices."""
+def checkpoint_folder(path: str) -> str:
+    """A run's checkpoint folder: ``<path>/checkpoints`` if it exists, else ``path``."""
     folder = os.path.join(path, "checkpoints")
-    folder = folder if os.path.isdir(folder) else path
+    return folder if os.path.isdir(folder) else path
+
+
+def _restore_from(path: str, state):
+    """The newest good checkpoint of another run, restored onto ``state``'s devices.
+    The other run's folder is only read."""
+    folder = checkpoint_folder(path)
     if not os.path.isdir(folder):
         raise ValueError(f"config key 'train.restore_from': {path!r} is not a directory")
-    source = checkpoints.Checkpointer(folder, async_save=False)
-    restored = source.restore_latest(state)
-    source.close()
+    restored = checkpoints.read_latest(folder, state)
     if restored is None:
         raise ValueError(f"config key 'train.restore_from': no checkpoint in {folder!r} restores")
     print(f"restored step {restored.step} from {folder}")
     return restored
 
 
-def build_model(config, family, data):
-    """The registry model of ``config``, with the fields the data decides (vocab sizes)."""
-    module_cls = registry.get(config.model.name).module
-    model_cfg = config_lib.model_config(config, **family.vocab_fields(module_cls, data.vocab))
-    return module_cls(config=model_cfg)
-
-
-def init_sharded(family, model, config, plan: sharding.Plan, rng):
-    """(state, state shardings): the state created directly sharded on ``plan``'s mesh.
+def init_sharded(init, plan: sharding.Plan, rng):
+    """(state, state shardings): ``init(rng)``'s state created directly sharded on ``plan``'s
+    mesh.
 
     The boxed abstract state (``eval_shape``, no memory) gives each leaf its
     logical axes; the rules turn them into shardings; the jitted init then
     writes every shard on its own device -- no full copy on one device first.
     """
-    def init(r):
-        return family.init_state(model, config, r)
-
     abstract = jax.eval_shape(init, rng)
     shardings = plan.state_shardings(abstract)
     # Leaves in, leaves out: static fields (the optimizer) then come from `abstract`,
@@ -94,16 +96,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tfds.disable_progress_bar()
     plan = sharding.plan_from_config(config)
     plan.check_batch_size(config.data.batch_size)
-    family = families.get(config.family)
-    data = family.data(config, workdir)
-    model = build_model(config, family, data)
+    family = families.make(config)
+    data = family.data(workdir)
+    model = family.build_model(data.vocab)
+    tx, schedule = optim.make_optimizer(config.optim)
 
-    state, shardings = init_sharded(family, model, config, plan,
+    state, shardings = init_sharded(lambda rng: family.init_state(model, tx, rng), plan,
                                     jax.random.PRNGKey(config.seed))
-    train_step = jax.jit(family.make_train_step(model, config), donate_argnums=0,
+    train_step = jax.jit(make_train_step(family.phases(model), schedule), donate_argnums=0,
                          in_shardings=(shardings, plan.batch_sharding),
                          out_shardings=(shardings, plan.replicated))
-    evaluate = family.make_evaluate(model, config)
 
     ckpt = checkpoints.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.max_to_keep,
@@ -152,7 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last_good = step
 
     def run_eval(step):
-        result = evaluate(state, data, workdir=workdir, step=step)
+        result = family.evaluate(model, state, data, workdir=workdir, step=step)
         writer.write(step, "eval", result)
         return result
 

@@ -39,3 +39,20 @@ def token_accuracy(logits, targets, weights):
     """Fraction of real tokens whose argmax is the target."""
     hits = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
     return jnp.sum(hits * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+TOKEN_SUMS = ("nll_sum", "tokens", "correct")  # what token_loss sums, for evaluation
+
+
+def token_loss(logits, targets, weights, label_smoothing: float = 0.0):
+    """(training loss, sums) for next-token prediction.
+
+    The loss is the smoothed mean cross-entropy; the sums over real tokens are
+    ``nll_sum`` (unsmoothed), ``tokens`` and ``correct`` (argmax hits), from
+    which any window or evaluation derives perplexity and token accuracy.
+    logits [B, T, V], targets [B, T], weights [B, T] float32.
+    """
+    loss, tokens = cross_entropy(logits, targets, weights, label_smoothing)
+    nll, _ = cross_entropy(logits, targets, weights, 0.0)
+    correct = token_accuracy(logits, targets, weights) * tokens
+    return loss, {"nll_sum": nll * tokens, "tokens": tokens, "correct": correct}

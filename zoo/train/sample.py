@@ -16,7 +16,6 @@ so it is safe beside a running job. The state is restored onto one device
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -25,16 +24,12 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from zoo.data.reading import check_positive
 from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from zoo.train import checkpoints, families, optim
 from zoo.train import config as config_lib
-from zoo.train import families
-from zoo.train.loop import build_model
 from zoo.transformer.generate import generate_lm
-
-log = logging.getLogger(__name__)
 
 
 class Samples(NamedTuple):
@@ -53,28 +48,32 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return config_lib.validate(ml_collections.ConfigDict(json.load(f)))
 
 
-def _restore_newest(folder: str, target):
-    """(step, state) of the newest checkpoint in ``folder`` that restores onto ``target``."""
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-    manager = ocp.CheckpointManager(folder, options=options)
-    try:
-        steps = sorted(manager.all_steps(), reverse=True)
-        if not steps:
-            raise ValueError(f"no checkpoint in {folder!r}; train first (python train.py "
-                             "--config ... --workdir ...)")
-        for step in steps:
-            try:
-                out = manager.restore(step, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(target)))
-                return step, out["state"]
-            except Exception as err:  # noqa: BLE001 -- any failure: try the previous step
-                log.warning("checkpoint step %d in %s does not restore (%s: %s); trying the "
-                            "previous one", step, folder, type(err).__name__,
-                            str(err).splitlines()[0][:200])
-        raise ValueError(f"none of the checkpoints {steps} in {folder!r} restores onto the "
-                         "model of this config")
-    finally:
-        manager.close()
+def restore_for_inference(workdir: str, config: ml_collections.ConfigDict):
+    """(family, data, model, step, params) of a run's newest checkpoint that restores, on one
+    device. Only reads the run's folder: safe beside a running job.
+
+    Raises ValueError when there is no checkpoint that restores, and
+    ``CheckpointMismatchError`` (a ValueError) when the newest one does not fit
+    ``config``'s model.
+    """
+    folder = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(folder):
+        raise ValueError(f"no checkpoint in {workdir!r} (no checkpoints/ folder); train first "
+                         "(python train.py --config ... --workdir ...)")
+    family = families.make(config)
+    data = family.data(workdir)  # the training run's tokenizer and vocabulary
+    model = family.build_model(data.vocab)
+    tx, _ = optim.make_optimizer(config.optim)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.eval_shape(lambda r: nn.unbox(family.init_state(model, tx, r)),
+                              jax.random.PRNGKey(config.seed))
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          abstract)
+    restored = checkpoints.read_latest(folder, target)
+    if restored is None:
+        raise ValueError(f"no checkpoint in {folder!r} restores; train first (python train.py "
+                         "--config ... --workdir ...)")
+    return family, data, model, restored.step, restored.state.params
 
 
 def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_samples: int = 1,
@@ -106,27 +105,14 @@ def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_
     check_positive(num_samples=num_samples)
     max_new_tokens = config.eval.max_decode_len if max_new_tokens is None else max_new_tokens
     check_positive(max_new_tokens=max_new_tokens)
-    folder = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(folder):
-        raise ValueError(f"no checkpoint in {workdir!r} (no checkpoints/ folder); train first "
-                         "(python train.py --config ... --workdir ...)")
-
-    family = families.get(config.family)
-    data = family.data(config, workdir)  # the training run's tokenizer and vocabulary
-    model = build_model(config, family, data)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.eval_shape(lambda r: nn.unbox(family.init_state(model, config, r)),
-                              jax.random.PRNGKey(config.seed))
-    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                          abstract)
-    step, state = _restore_newest(folder, target)
+    _, data, model, step, params = restore_for_inference(workdir, config)
 
     rows = [[BOS_ID, *data.tokenizer.encode(p)] for p in prompts for _ in range(num_samples)]
     lengths = np.asarray([len(r) for r in rows], np.int32)  # [B]
     tokens = np.full((len(rows), lengths.max()), PAD_ID, np.int32)  # [B, P]
     for i, row in enumerate(rows):
         tokens[i, : len(row)] = row
-    out = generate_lm(model, state.params, tokens, lengths, max_new_tokens=max_new_tokens,
+    out = generate_lm(model, params, tokens, lengths, max_new_tokens=max_new_tokens,
                       eos_id=EOS_ID, method="sample", key=jax.random.PRNGKey(seed),
                       temperature=temperature, top_k=top_k, top_p=top_p)
     texts = [data.detokenize(row) for row in np.asarray(out.tokens)]  # out.tokens [B, T]

@@ -6,7 +6,7 @@ transformer_tiny (``EncoderDecoder``); lm_small, lm_tiny (``DecoderLM``).
 
 from zoo import registry
 from zoo.transformer.config import REMAT_POLICIES, TransformerConfig
-from zoo.transformer.encoder_decoder import Decoder, Encoder, EncoderDecoder, Seq2SeqOutput
+from zoo.transformer.encoder_decoder import Decoder, Encoder, EncoderDecoder, EncoderMemory
 from zoo.transformer.layers import DecoderLayer, EncoderLayer, LayerContext
 from zoo.transformer.lm import DecoderLM, LMOutput
 from zoo.transformer.presets import PRESETS
@@ -27,7 +27,7 @@ __all__ = [
     "EncoderLayer",
     "LMOutput",
     "LayerContext",
-    "Seq2SeqOutput",
+    "EncoderMemory",
     "TransformerConfig",
     "stack_layer_params",
     "unstack_layer_params",

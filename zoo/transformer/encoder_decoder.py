@@ -7,8 +7,8 @@ Glossary: B batch, S source length, T target length, D model width, V vocabulary
 ``src_lengths`` [B] (real tokens first): padded keys are never attended, in
 the encoder's self-attention and in every decoder layer's cross-attention, so
 outputs at real positions do not depend on the padding. The target side is
-causal. For decoding, ``encode`` once and call ``decode`` with
-``decode=True`` one step at a time (see ``zoo/transformer/generate.py``).
+causal. For decoding, ``encode`` once, ``init_carry`` creates the KV cache and
+``decode_step`` extends it one token at a time (``zoo.seq2seq.generate``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.nn import Embed, make_norm
+from zoo.seq2seq import Seq2SeqOutput, source_lengths
 from zoo.transformer.config import TransformerConfig
 from zoo.transformer.embedding import (
     default_positions,
@@ -31,11 +32,6 @@ from zoo.transformer.layers import DecoderLayer, EncoderLayer, LayerContext
 from zoo.transformer.stack import run_layers
 
 Array = jax.Array
-
-
-class Seq2SeqOutput(NamedTuple):
-    logits: Array  # [B, T, V] float32
-    encoded: Array  # [B, S, D] encoder output
 
 
 def _final_norm(config: TransformerConfig, x: Array) -> Array:
@@ -154,10 +150,33 @@ class Decoder(nn.Module):
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
 
 
+class EncoderMemory(NamedTuple):
+    """What the decoder reads from the encoder; every leaf has leading dim B."""
+
+    states: Array  # [B, S, D] encoder output
+    lengths: Array  # [B] real source tokens
+
+
 class EncoderDecoder(nn.Module):
-    """The Transformer for sequence-to-sequence tasks (translation)."""
+    """The Transformer for sequence-to-sequence tasks (translation).
+
+    It implements the encoder–decoder interface of ``zoo.seq2seq`` (shared with
+    ``zoo.rnn.Seq2Seq``); ``zoo.seq2seq.generate`` decodes it with the KV cache.
+    """
 
     config: TransformerConfig
+
+    @staticmethod
+    def vocab_fields(src_size: int, tgt_size: int) -> dict:
+        """The config fields a dataset's vocabularies decide (one shared table when equal)."""
+        if src_size == tgt_size:
+            return {"vocab_size": tgt_size, "src_vocab_size": None}
+        return {"vocab_size": tgt_size, "src_vocab_size": src_size, "share_embeddings": False}
+
+    @property
+    def max_decode_len(self) -> int | None:
+        """Rotary positions have no table; added position tables end at ``max_len``."""
+        return None if self.config.positional == "rotary" else self.config.max_len
 
     def setup(self):
         c = self.config
@@ -171,22 +190,40 @@ class EncoderDecoder(nn.Module):
         self.decoder = Decoder(c, embed=self.embed, cross_attention=True)
 
     def encode(self, src: Array, src_lengths: Array | None = None, *,
-               deterministic: bool = True) -> Array:
-        """src: [B, S] int, src_lengths: [B] -> encoded [B, S, D]."""
-        return self.encoder(src, src_lengths, deterministic=deterministic)
+               deterministic: bool = True) -> EncoderMemory:
+        """src: [B, S] int, src_lengths: [B] (None: all real) -> EncoderMemory."""
+        if src.ndim != 2:
+            raise ValueError(f"src must be [B, S] token ids, got shape {src.shape}")
+        lengths = source_lengths(src, src_lengths)  # [B]
+        return EncoderMemory(self.encoder(src, lengths, deterministic=deterministic), lengths)
 
-    def decode(self, tgt: Array, encoded: Array, src_lengths: Array | None = None, *,
-               lengths: Array | None = None, deterministic: bool = True,
-               decode: bool = False) -> Array:
-        """tgt: [B, T] int, encoded: [B, S, D], src_lengths: [B] -> logits [B, T, V]."""
-        logits, _ = self.decoder(tgt, encoded, src_lengths, lengths=lengths,
+    def decode(self, memory: EncoderMemory, tgt: Array, *, lengths: Array | None = None,
+               deterministic: bool = True, decode: bool = False) -> Array:
+        """tgt: [B, T] int -> logits [B, T, V]; ``decode`` uses and extends the KV cache."""
+        logits, _ = self.decoder(tgt, memory.states, memory.lengths, lengths=lengths,
                                  deterministic=deterministic, decode=decode)
         return logits
 
-    def __call__(self, src: Array, tgt: Array, *, src_lengths: Array | None = None,
-                 deterministic: bool = True, decode: bool = False) -> Seq2SeqOutput:
-        """src: [B, S], tgt: [B, T] (shifted right), src_lengths: [B] -> Seq2SeqOutput."""
-        encoded = self.encode(src, src_lengths, deterministic=deterministic)  # [B, S, D]
-        logits = self.decode(tgt, encoded, src_lengths, deterministic=deterministic,
-                             decode=decode)  # [B, T, V]
-        return Seq2SeqOutput(logits=logits, encoded=encoded)
+    def init_carry(self, memory: EncoderMemory, max_len: int) -> None:
+        """Creates an empty KV cache for ``max_len`` decoding steps (in the 'cache'
+        collection; apply with ``mutable=['cache']``). The carry itself is empty.
+
+        The creating call writes nothing and advances nothing; under jit its
+        forward pass is dead code, so only the zeroed cache is computed."""
+        tokens = jnp.zeros((memory.states.shape[0], max_len), jnp.int32)  # [B, L]
+        self.decoder(tokens, memory.states, memory.lengths, decode=True)
+
+    def decode_step(self, memory: EncoderMemory, carry: None,
+                    tokens: Array) -> tuple[Array, None]:
+        """One decoding step with the KV cache: tokens [B] -> (logits [B, V] float32, None)."""
+        if jnp.ndim(tokens) != 1:
+            raise ValueError(f"tokens must be 1-D [B], got shape {jnp.shape(tokens)}")
+        logits = self.decode(memory, jnp.asarray(tokens)[:, None], decode=True)  # [B, 1, V]
+        return logits[:, 0], carry
+
+    def __call__(self, src: Array, tgt_in: Array, *, src_lengths: Array | None = None,
+                 deterministic: bool = True) -> Seq2SeqOutput:
+        """Teacher forcing: src [B, S], tgt_in [B, T] (shifted right), src_lengths [B]."""
+        memory = self.encode(src, src_lengths, deterministic=deterministic)
+        logits = self.decode(memory, tgt_in, deterministic=deterministic)  # [B, T, V]
+        return Seq2SeqOutput(logits=logits, attention=None)

@@ -1,15 +1,13 @@
-"""Generation with a KV cache through the shared ``zoo.decoding`` module.
+"""Decoder-only generation with a KV cache through the shared ``zoo.decoding`` module.
 
-Glossary: B batch, P prompt length, S source length, L cache length, V vocabulary,
-K beam size.
+Glossary: B batch, P prompt length, L cache length, V vocabulary, W beam size.
 
     out = generate_lm(lm, params, prompt, prompt_lengths, max_new_tokens=64, eos_id=2)
-    out = translate(model, params, src, src_lengths, max_len=64, bos_id=1, eos_id=2,
-                    method="beam", beam_size=4)
+
+(The encoder–decoder is decoded by ``zoo.seq2seq.generate``, like the RNN models.)
 
 The decoding state is the model's 'cache' collection (keys/values, write
-indices and the position counter, all with batch first), plus for translation
-the encoder output and source lengths. A prompt of any length is *prefilled*
+indices and the position counter, all with batch first). A prompt of any length is *prefilled*
 in one call: its first ``length - 1`` tokens go into the cache together,
 right-padded prompts advancing each row by its own length, and its last token
 is the ``first_tokens`` of the decoding loop, whose first step then predicts
@@ -20,43 +18,27 @@ prefill + ``lax.while_loop`` with a fixed maximum length.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from zoo import decoding
 from zoo.nn.embed import concrete_value
-from zoo.transformer.encoder_decoder import EncoderDecoder
+from zoo.seq2seq import check_params
 from zoo.transformer.lm import DecoderLM
 
 Array = jax.Array
 Output = decoding.DecodeOutput | decoding.BeamSearchOutput
 
-# method -> the decoding function; each takes (step_fn, state, first_tokens, **options).
-METHODS: dict[str, Callable[..., Output]] = {
-    "greedy": decoding.greedy_decode,
-    "beam": decoding.beam_search,
-    "sample": decoding.sample,
-}
 
-
-class TranslateState(NamedTuple):
-    cache: Any  # the decoder's 'cache' collection, leaves [B, ...]
-    encoded: Array  # [B, S, D]
-    src_lengths: Array  # [B]
-
-
-def init_cache(model: DecoderLM | EncoderDecoder, batch: int, length: int) -> Any:
+def init_cache(model: DecoderLM, batch: int, length: int) -> Any:
     """An empty KV cache for ``batch`` sequences of up to ``length`` tokens (leaves [B, ...]).
 
     Built from shapes alone (``jax.eval_shape``): no parameters are initialised.
     """
     tokens = jnp.zeros((batch, length), jnp.int32)  # [B, L]
-    inputs = (tokens[:, :1], tokens) if isinstance(model, EncoderDecoder) else (tokens,)
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), *inputs, decode=True)["cache"])
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, decode=True)["cache"])
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
 
@@ -82,31 +64,11 @@ def lm_step_fn(model: DecoderLM, params: Any) -> decoding.StepFn:
     return step_fn
 
 
-def translate_step_fn(model: EncoderDecoder, params: Any) -> decoding.StepFn:
-    """``zoo.decoding`` step function of an EncoderDecoder; the state is a TranslateState."""
-
-    def step_fn(tokens: Array, state: TranslateState, step: Array):
-        logits, variables = model.apply(
-            {"params": params, "cache": state.cache}, tokens[:, None], state.encoded,
-            state.src_lengths, decode=True, method=EncoderDecoder.decode, mutable=["cache"])
-        return logits[:, 0], state._replace(cache=variables["cache"])  # [B, V]
-
-    return step_fn
-
-
-def _check_length(model: DecoderLM | EncoderDecoder, length: int, what: str) -> None:
+def _check_length(model: DecoderLM, length: int, what: str) -> None:
     # Rotary positions have no table; added position tables end at max_len.
     if model.config.positional != "rotary" and length > model.config.max_len:
         raise ValueError(f"{what} = {length} exceeds the model's max_len = "
                          f"{model.config.max_len} (positional={model.config.positional!r})")
-
-
-def _check_method(method: str, key: Array | None) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    if (key is None) == (method == "sample"):
-        raise ValueError(f"key is required for method='sample' and only for it; got "
-                         f"method={method!r}, key={'None' if key is None else 'given'}")
 
 
 def _freeze(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -124,7 +86,7 @@ def _compiled_lm(model: DecoderLM, method: str, max_new_tokens: int,
             _, cache = prefill(model, params, cache, prompt[:, :-1], prompt_lengths - 1)
         last = jnp.take_along_axis(prompt, (prompt_lengths - 1)[:, None], axis=1)[:, 0]  # [B]
         extra = {} if key is None else {"key": key}
-        return METHODS[method](lm_step_fn(model, params), cache, last,
+        return decoding.METHODS[method](lm_step_fn(model, params), cache, last,
                                max_len=max_new_tokens, **extra, **dict(options))
 
     return jax.jit(run)
@@ -141,7 +103,8 @@ def generate_lm(model: DecoderLM, params: Any, prompt: Array, prompt_lengths: Ar
     'sample' (needs ``key``) -> DecodeOutput, options ``temperature``, ``top_k``, ``top_p``.
     Tokens exclude the prompt.
     """
-    _check_method(method, key)
+    decoding.check_method(method, key)
+    check_params(params)
     prompt = jnp.asarray(prompt)
     if prompt.ndim != 2 or prompt.shape[1] < 1:
         raise ValueError(f"prompt must be [B, P] with P >= 1, got shape {prompt.shape}")
@@ -159,37 +122,3 @@ def generate_lm(model: DecoderLM, params: Any, prompt: Array, prompt_lengths: Ar
     options = dict(options, eos_id=eos_id, pad_id=pad_id)
     fn = _compiled_lm(model, method, max_new_tokens, _freeze(options))
     return fn(params, prompt, prompt_lengths, key)
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled_translate(model: EncoderDecoder, method: str, max_len: int, bos_id: int,
-                        options: tuple[tuple[str, Any], ...]):
-    def run(params, src, src_lengths, key):
-        encoded = model.apply({"params": params}, src, src_lengths,
-                              method=EncoderDecoder.encode)  # [B, S, D]
-        state = TranslateState(init_cache(model, src.shape[0], max_len), encoded, src_lengths)
-        first = jnp.full(src.shape[:1], bos_id, jnp.int32)  # [B]
-        extra = {} if key is None else {"key": key}
-        return METHODS[method](translate_step_fn(model, params), state, first,
-                               max_len=max_len, **extra, **dict(options))
-
-    return jax.jit(run)
-
-
-def translate(model: EncoderDecoder, params: Any, src: Array, src_lengths: Array | None = None,
-              *, max_len: int, bos_id: int, eos_id: int, method: str = "greedy",
-              pad_id: int = 0, key: Array | None = None, **options: Any) -> Output:
-    """Decodes right-padded sources [B, S] (``src_lengths`` [B]) into up to ``max_len`` tokens.
-
-    The decoder starts from ``bos_id``; outputs and options are as in ``generate_lm``.
-    """
-    _check_method(method, key)
-    src = jnp.asarray(src)
-    if src.ndim != 2:
-        raise ValueError(f"src must be [B, S], got shape {src.shape}")
-    if src_lengths is None:
-        src_lengths = jnp.full(src.shape[:1], src.shape[1], jnp.int32)
-    _check_length(model, max_len, "max_len")
-    options = dict(options, eos_id=eos_id, pad_id=pad_id)
-    fn = _compiled_translate(model, method, max_len, bos_id, _freeze(options))
-    return fn(params, src, jnp.asarray(src_lengths, jnp.int32), key)

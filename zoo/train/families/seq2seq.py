@@ -1,0 +1,140 @@
+"""The 'seq2seq' family: every encoder–decoder (RNN ``Seq2Seq``, Transformer ``EncoderDecoder``).
+
+Glossary: B batch, S source length, T target length, V vocabulary.
+
+Batches are dicts with ``src [B, S]``, ``src_lengths [B]``, ``tgt_in [B, T]``
+(<bos> y1 .. yn), ``tgt_out [B, T]`` (y1 .. yn <eos>) and ``tgt_lengths [B]``.
+Both model classes share the interface of ``zoo.seq2seq``, so nothing here
+depends on which one is trained. Evaluation reports the loss-based metrics,
+decodes the held-out sources for real (greedy or beam) and scores exact match
+(generated tasks) or sacreBLEU (translation), and draws the attention of the
+model over its own output for models that have one alignment (the RNNs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from zoo import seq2seq
+from zoo.data.vocab import BOS_ID, EOS_ID
+from zoo.rnn import Seq2Seq
+from zoo.train import data as data_lib
+from zoo.train import losses, plots
+from zoo.train import metrics as metrics_lib
+from zoo.train.families.base import Family
+from zoo.train.state import TrainState, make_eval_step
+from zoo.transformer import EncoderDecoder
+
+NUM_PRINTED = 3  # decoded examples printed per evaluation
+
+
+def dummy_batch(config) -> dict:
+    """A two-row batch with the configured lengths: all ``init`` needs is the shapes."""
+    src = np.full((2, config.data.max_src_len), 4, np.int32)
+    tgt = np.full((2, config.data.max_tgt_len), 4, np.int32)
+    return {"src": src, "src_lengths": np.asarray([config.data.max_src_len, 1], np.int32),
+            "tgt_in": tgt, "tgt_out": tgt,
+            "tgt_lengths": np.asarray([config.data.max_tgt_len, 1], np.int32)}
+
+
+def target_weights(batch: dict) -> jax.Array:
+    """[B, T] float32: 1 on the real positions of tgt_out."""
+    t = batch["tgt_out"].shape[1]
+    return (jnp.arange(t)[None, :] < batch["tgt_lengths"][:, None]).astype(jnp.float32)
+
+
+class Seq2SeqFamily(Family):
+    name = "seq2seq"
+    modules = (Seq2Seq, EncoderDecoder)
+
+    def data(self, workdir: str) -> data_lib.Bundle:
+        return data_lib.seq2seq_data(self.config, workdir)
+
+    def model_fields(self, module, info: dict) -> dict:
+        return module.vocab_fields(info["src"], info["tgt"]) if "src" in info else {}
+
+    def init_params(self, model, rngs):
+        batch = dummy_batch(self.config)
+        return model.init(rngs, batch["src"], batch["tgt_in"],
+                          src_lengths=batch["src_lengths"])["params"]
+
+    def loss_fn(self, model):
+        smoothing = self.config.optim.label_smoothing
+
+        def loss_fn(params, batch, rng, deterministic):
+            logits = model.apply({"params": params}, batch["src"], batch["tgt_in"],
+                                 src_lengths=batch["src_lengths"], deterministic=deterministic,
+                                 rngs={"dropout": rng}).logits  # [B, T, V]
+            return losses.token_loss(logits, batch["tgt_out"], target_weights(batch), smoothing)
+
+        return loss_fn
+
+    def phases(self, model):
+        return self.loss_fn(model)
+
+    def eval_step(self, model):
+        return make_eval_step(self.loss_fn(model))
+
+    def decode(self, model, params, src, src_lengths) -> np.ndarray:
+        """The configured search on src [B, S] -> tokens [B, L] (the best hypothesis)."""
+        ev = self.config.eval
+        options = ({"beam_size": ev.beam_size, "length_penalty": ev.length_penalty}
+                   if ev.method == "beam" else {})
+        out = seq2seq.generate(model, params, src, src_lengths, method=ev.method,
+                               max_len=ev.max_decode_len, bos_id=BOS_ID, eos_id=EOS_ID,
+                               **options)
+        return np.asarray(out.best().tokens if ev.method == "beam" else out.tokens)
+
+    def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int) -> dict:
+        result = metrics_lib.summarize(self.eval_sums(model, state, data))
+
+        hypotheses, references, sources, first = [], [], [], None
+        for src, src_lengths, refs, src_texts in data.eval_decode_batches(
+                self.config.eval.num_examples):
+            tokens = self.decode(model, state.params, src, src_lengths)  # [B, L]
+            hypotheses += [data.detokenize(row) for row in tokens]
+            references += refs
+            sources += src_texts
+            if first is None:
+                first = (src, src_lengths, tokens)
+        main = jax.process_index() == 0  # every process decodes; one prints and draws
+        if hypotheses:
+            result.update(data.score(hypotheses, references))
+            for i in range(min(NUM_PRINTED, len(hypotheses)) if main else 0):
+                print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n"
+                      f"  hyp: {hypotheses[i]!r}")
+        if self.config.eval.num_heatmaps and first is not None:
+            self._heatmaps(model, state.params, data, first, workdir, step, draw=main)
+        return result
+
+    def _heatmaps(self, model, params, data, first, workdir: str, step: int, *, draw: bool):
+        """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3.
+
+        Every process computes the weights (the parameters may span all of them);
+        only a process with ``draw`` writes the pictures."""
+        src, src_lengths, tokens = first
+        # The longest sources of the batch make the most telling pictures.
+        count = min(self.config.eval.num_heatmaps, len(src))
+        pick = np.argsort(-np.asarray(src_lengths), kind="stable")[:count]
+        src, src_lengths, tokens = np.asarray(src)[pick], np.asarray(src_lengths)[pick], \
+            tokens[pick]
+        tgt_in = np.concatenate([np.full((count, 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
+        weights = model.apply({"params": params}, src, tgt_in,
+                              src_lengths=src_lengths).attention  # [n, T, S] or None
+        if weights is None or not draw:
+            return
+        weights = np.asarray(weights)
+        folder = os.path.join(workdir, "attention")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(count):
+            src_tokens = [data.src_tokenizer.decode([int(t)]) or "·"
+                          for t in src[i, : src_lengths[i]]]
+            out_ids = [int(t) for t in tokens[i]]
+            end = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
+            tgt_tokens = [data.tokenizer.decode([t]) or "</s>" for t in out_ids[:end]]
+            plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights[i],
+                                 src_tokens, tgt_tokens, title=f"step {step}")
