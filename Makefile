@@ -46,4 +46,4 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/decode.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

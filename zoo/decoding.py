@@ -1,6 +1,6 @@
 """Greedy decoding, beam search and sampling over any model's step function.
 
-Glossary: B batch, K beam size, L max_len (generated positions), V vocabulary.
+Glossary: B batch, W beam size, T generated length (max_len), V vocabulary.
 
 Every model family decodes through this one module. A model supplies a *step
 function* and its initial *state*:
@@ -13,8 +13,8 @@ needs absolute positions, e.g. after a prompt prefill, keeps its offset in the
 state), and `state` is any pytree the model needs (an RNN carry plus encoder
 memory; a KV cache). Rules for `state`:
 
-  * every array leaf has leading dim B: beam search tiles it to [B*K, ...]
-    (row b*K + k is beam k of example b) and reorders it with a gather each
+  * every array leaf has leading dim B: beam search tiles it to [B*W, ...]
+    (row b*W + k is beam k of example b) and reorders it with a gather each
     step, so a step_fn must treat rows independently;
   * 0-d leaves (e.g. a cache index) are shared by all rows and passed through
     untouched;
@@ -34,8 +34,8 @@ top-k/top-p change what is sampled, not how it is scored).
 
 Beam search follows GNMT (Wu et al., 2016, arXiv:1609.08144, sec. 7): a
 finished hypothesis of n tokens scores log p / ((5 + n) / 6)^alpha. Each step
-takes the top 2K extensions; EOS-ending ones among the top K are finished
-(kept in a K-best list), the best K others stay alive. A row stops when its K
+takes the top 2W extensions; EOS-ending ones among the top W are finished
+(kept in a W-best list), the best W others stay alive. A row stops when its W
 finished hypotheses all beat the best any alive one could still reach. With
 `length_penalty=0`, beam_size=1 returns exactly the greedy sequence; with a
 length penalty a longer hypothesis may legitimately outscore greedy's.
@@ -54,18 +54,18 @@ StepFn = Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, Any]]
 
 
 class DecodeOutput(NamedTuple):
-    tokens: jax.Array  # [B, L] int32, pad_id after EOS
+    tokens: jax.Array  # [B, T] int32, pad_id after EOS
     lengths: jax.Array  # [B] int32, up to and including EOS
     scores: jax.Array  # [B] float32, sum of the tokens' log-probabilities
 
 
 class BeamSearchOutput(NamedTuple):
-    tokens: jax.Array  # [B, K, L] int32, best hypothesis first
-    lengths: jax.Array  # [B, K] int32
-    scores: jax.Array  # [B, K] float32, length-normalised log-probability (-inf: no hypothesis)
+    tokens: jax.Array  # [B, W, T] int32, best hypothesis first
+    lengths: jax.Array  # [B, W] int32
+    scores: jax.Array  # [B, W] float32, length-normalised log-probability (-inf: no hypothesis)
 
     def best(self) -> DecodeOutput:
-        """The top hypothesis of every row: tokens [B, L], lengths [B], scores [B]."""
+        """The top hypothesis of every row: tokens [B, T], lengths [B], scores [B]."""
         return DecodeOutput(self.tokens[:, 0], self.lengths[:, 0], self.scores[:, 0])
 
 
@@ -111,7 +111,7 @@ def _check_state(state: Any, rows: int) -> None:
 
 class _Loop(NamedTuple):
     step: jax.Array  # [] int32
-    tokens: jax.Array  # [B, L] int32
+    tokens: jax.Array  # [B, T] int32
     last: jax.Array  # [B] int32, the next step's inputs
     state: Any
     finished: jax.Array  # [B] bool
@@ -226,38 +226,38 @@ def length_penalty_gnmt(length: jax.Array, alpha: float) -> jax.Array:
 
 
 def _tile(x: jax.Array, beams: int) -> jax.Array:
-    """[B, ...] -> [B*K, ...], row b*K + k = x[b]; 0-d leaves unchanged."""
+    """[B, ...] -> [B*W, ...], row b*W + k = x[b]; 0-d leaves unchanged."""
     if x.ndim == 0:
         return x
-    return jnp.repeat(x, beams, axis=0)  # [B*K, ...]
+    return jnp.repeat(x, beams, axis=0)  # [B*W, ...]
 
 
 def _reorder(x: jax.Array, parents: jax.Array) -> jax.Array:
-    """[B*K, ...] rows picked per example by parents [B, K] -> [B*K, ...]; 0-d unchanged."""
+    """[B*W, ...] rows picked per example by parents [B, W] -> [B*W, ...]; 0-d unchanged."""
     if x.ndim == 0:
         return x
     batch, beams = parents.shape
-    flat = (jnp.arange(batch)[:, None] * beams + parents).reshape(-1)  # [B*K]
-    return jnp.take(x, flat, axis=0)  # [B*K, ...]
+    flat = (jnp.arange(batch)[:, None] * beams + parents).reshape(-1)  # [B*W]
+    return jnp.take(x, flat, axis=0)  # [B*W, ...]
 
 
 def _gather(x: jax.Array, index: jax.Array) -> jax.Array:
-    """x [B, N, ...] at index [B, M] along axis 1 -> [B, M, ...]."""
+    """x [B, n, ...] at index [B, m] along axis 1 -> [B, m, ...] (n, m: hypothesis counts)."""
     return x[jnp.arange(x.shape[0])[:, None], index]
 
 
 class _Beams(NamedTuple):
     step: jax.Array  # [] int32
-    alive_tokens: jax.Array  # [B, K, L]
-    alive_logp: jax.Array  # [B, K] float32, -inf for an empty slot
-    last: jax.Array  # [B, K] int32
-    state: Any  # leaves [B*K, ...]
-    done_tokens: jax.Array  # [B, K, L]
-    done_scores: jax.Array  # [B, K] float32, normalised; -inf for an empty slot
+    alive_tokens: jax.Array  # [B, W, T]
+    alive_logp: jax.Array  # [B, W] float32, -inf for an empty slot
+    last: jax.Array  # [B, W] int32
+    state: Any  # leaves [B*W, ...]
+    done_tokens: jax.Array  # [B, W, T]
+    done_scores: jax.Array  # [B, W] float32, normalised; -inf for an empty slot
 
 
 def _rows_done(b: _Beams, max_len: int, alpha: float) -> jax.Array:
-    """[B] True where no alive hypothesis can still beat the K-th finished one."""
+    """[B] True where no alive hypothesis can still beat the W-th finished one."""
     # An extension's log p only falls, and lp grows with length, so the best an
     # alive hypothesis can reach is its log p over lp(max_len).
     best_reachable = b.alive_logp[:, 0] / length_penalty_gnmt(max_len, alpha)  # [B]
@@ -267,7 +267,7 @@ def _rows_done(b: _Beams, max_len: int, alpha: float) -> jax.Array:
 def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_size: int,
                 max_len: int, eos_id: int, length_penalty: float = 0.6,
                 pad_id: int = 0) -> BeamSearchOutput:
-    """The K best hypotheses of every row by GNMT-normalised log-probability."""
+    """The W best hypotheses of every row by GNMT-normalised log-probability."""
     first = _check_first_tokens(first_tokens)
     _check_int("beam_size", beam_size, 1)
     _check_common(max_len, eos_id, pad_id)
@@ -279,12 +279,12 @@ def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_si
     _check_state(state, batch)
     neg_inf = jnp.float32(-jnp.inf)
 
-    # Only beam 0 is alive at first, so step 0 expands one copy, not K identical ones.
+    # Only beam 0 is alive at first, so step 0 expands one copy, not W identical ones.
     init = _Beams(
         step=jnp.zeros((), jnp.int32),
         alive_tokens=jnp.full((batch, beams, max_len), pad_id, jnp.int32),
         alive_logp=jnp.tile(jnp.where(jnp.arange(beams) == 0, 0.0, neg_inf), (batch, 1)),
-        last=jnp.tile(first[:, None], (1, beams)),  # [B, K]
+        last=jnp.tile(first[:, None], (1, beams)),  # [B, W]
         state=jax.tree.map(lambda x: _tile(x, beams), state),
         done_tokens=jnp.full((batch, beams, max_len), pad_id, jnp.int32),
         done_scores=jnp.full((batch, beams), neg_inf),
@@ -294,49 +294,49 @@ def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_si
         return (b.step < max_len) & ~jnp.all(_rows_done(b, max_len, alpha))
 
     def body(b: _Beams) -> _Beams:
-        logits, state = step_fn(b.last.reshape(-1), b.state, b.step)  # [B*K, V]
+        logits, state = step_fn(b.last.reshape(-1), b.state, b.step)  # [B*W, V]
         _check_logits(logits, batch * beams)
         vocab = logits.shape[-1]
         if vocab < 2:
             raise ValueError(f"beam search needs a vocabulary of V >= 2, got V = {vocab}")
-        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [B*K, V]
-        log_probs = log_probs.reshape(batch, beams, vocab)  # [B, K, V]
+        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)  # [B*W, V]
+        log_probs = log_probs.reshape(batch, beams, vocab)  # [B, W, V]
         candidates = (b.alive_logp[:, :, None] + log_probs).reshape(batch, beams * vocab)
-        # 2K candidates leave K non-EOS ones even if K of them end in EOS.
-        top_logp, top_ids = jax.lax.top_k(candidates, 2 * beams)  # [B, 2K]
-        parent, token = top_ids // vocab, (top_ids % vocab).astype(jnp.int32)  # [B, 2K]
-        seqs = _gather(b.alive_tokens, parent).at[:, :, b.step].set(token)  # [B, 2K, L]
-        is_eos = token == eos_id  # [B, 2K]
+        # 2W candidates leave W non-EOS ones even if W of them end in EOS.
+        top_logp, top_ids = jax.lax.top_k(candidates, 2 * beams)  # [B, 2W]
+        parent, token = top_ids // vocab, (top_ids % vocab).astype(jnp.int32)  # [B, 2W]
+        seqs = _gather(b.alive_tokens, parent).at[:, :, b.step].set(token)  # [B, 2W, T]
+        is_eos = token == eos_id  # [B, 2W]
 
-        alive_logp, pos = jax.lax.top_k(jnp.where(is_eos, neg_inf, top_logp), beams)  # [B, K]
-        # EOS among the top K candidates only: a K-beam finishes what a K-beam would choose
-        # (so K = 1 finishes exactly when greedy does).
-        rank = jnp.arange(2 * beams)[None, :]  # [1, 2K]
-        finishing = is_eos & (rank < beams) & jnp.isfinite(top_logp)  # [B, 2K]
+        alive_logp, pos = jax.lax.top_k(jnp.where(is_eos, neg_inf, top_logp), beams)  # [B, W]
+        # EOS among the top W candidates only: a W-beam finishes what a W-beam would choose
+        # (so W = 1 finishes exactly when greedy does).
+        rank = jnp.arange(2 * beams)[None, :]  # [1, 2W]
+        finishing = is_eos & (rank < beams) & jnp.isfinite(top_logp)  # [B, 2W]
         new_scores = jnp.where(
-            finishing, top_logp / length_penalty_gnmt(b.step + 1, alpha), neg_inf)  # [B, 2K]
+            finishing, top_logp / length_penalty_gnmt(b.step + 1, alpha), neg_inf)  # [B, 2W]
         done_scores, done_pos = jax.lax.top_k(
-            jnp.concatenate([b.done_scores, new_scores], axis=1), beams)  # [B, K]
+            jnp.concatenate([b.done_scores, new_scores], axis=1), beams)  # [B, W]
         done_tokens = _gather(jnp.concatenate([b.done_tokens, seqs], axis=1), done_pos)
 
         return _Beams(
             step=b.step + 1,
-            alive_tokens=_gather(seqs, pos),  # [B, K, L]
+            alive_tokens=_gather(seqs, pos),  # [B, W, T]
             alive_logp=alive_logp,
-            last=_gather(token, pos),  # [B, K]
+            last=_gather(token, pos),  # [B, W]
             state=jax.tree.map(lambda x: _reorder(x, _gather(parent, pos)), state),
-            done_tokens=done_tokens,  # [B, K, L]
+            done_tokens=done_tokens,  # [B, W, T]
             done_scores=done_scores,
         )
 
     out = jax.lax.while_loop(cond, body, init)
     # Hypotheses still alive when max_len ran out compete unfinished, as greedy's would.
-    alive_scores = out.alive_logp / length_penalty_gnmt(out.step, alpha)  # [B, K]
+    alive_scores = out.alive_logp / length_penalty_gnmt(out.step, alpha)  # [B, W]
     scores, pos = jax.lax.top_k(jnp.concatenate([out.done_scores, alive_scores], axis=1), beams)
     tokens = _gather(jnp.concatenate([out.done_tokens, out.alive_tokens], axis=1), pos)
-    has_eos = jnp.any(tokens == eos_id, axis=-1)  # [B, K]
-    first_eos = jnp.argmax(tokens == eos_id, axis=-1).astype(jnp.int32)  # [B, K]
-    lengths = jnp.where(has_eos, first_eos + 1, out.step)  # [B, K]
+    has_eos = jnp.any(tokens == eos_id, axis=-1)  # [B, W]
+    first_eos = jnp.argmax(tokens == eos_id, axis=-1).astype(jnp.int32)  # [B, W]
+    lengths = jnp.where(has_eos, first_eos + 1, out.step)  # [B, W]
     return BeamSearchOutput(tokens, lengths, scores)
 
 

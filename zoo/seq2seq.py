@@ -1,7 +1,7 @@
 """The encoder–decoder interface, and generation from any model that has it.
 
-Glossary: B batch, S source length, T target length, V vocabulary, W beam size,
-L generated length (max_len).
+Glossary: B batch, S source length, T target length (max_len when generating), V vocabulary,
+W beam size.
 
 ``zoo.rnn.Seq2Seq`` and ``zoo.transformer.EncoderDecoder`` are called the same way:
 
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from zoo import decoding
 from zoo.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from zoo.nn.embed import concrete_value
 
 Array = jax.Array
 Output = decoding.DecodeOutput | decoding.BeamSearchOutput
@@ -73,9 +74,23 @@ class DecodeState(NamedTuple):
 
 
 def source_lengths(src: Array, src_lengths: Array | None) -> Array:
-    """``src_lengths`` as int32 [B], or every row whole when it is None."""
+    """``src_lengths`` [B] int32 (every row whole when it is None), checked against src [B, S]:
+    integer lengths in [1, S] (the range is checked when the values are concrete)."""
+    if jnp.ndim(src) != 2:
+        raise ValueError(f"src must be 2-D [B, S] token ids, got shape {jnp.shape(src)}")
+    batch, length = jnp.shape(src)
     if src_lengths is None:
-        return jnp.full(src.shape[:1], src.shape[1], jnp.int32)
+        return jnp.full((batch,), length, jnp.int32)
+    if jnp.shape(src_lengths) != (batch,):
+        raise ValueError(f"src_lengths must be [B] = [{batch}], got shape "
+                         f"{jnp.shape(src_lengths)}")
+    if not jnp.issubdtype(jnp.asarray(src_lengths).dtype, jnp.integer):
+        raise TypeError(f"src_lengths must be integers, got dtype "
+                        f"{jnp.asarray(src_lengths).dtype}")
+    values = concrete_value(src_lengths)  # None under a trace
+    if values is not None and values.size and (values.min() < 1 or values.max() > length):
+        raise ValueError(f"src_lengths must lie in [1, S] = [1, {length}], got values in "
+                         f"[{values.min()}, {values.max()}]")
     return jnp.asarray(src_lengths, jnp.int32)
 
 
@@ -127,8 +142,8 @@ def generate(model: EncoderDecoderModel, params: Any, src: Array,
     """Decodes right-padded sources src [B, S] (``src_lengths`` [B]) into up to ``max_len``
     tokens per row, starting from ``bos_id``.
 
-    method 'greedy' -> DecodeOutput(tokens [B, L], lengths [B], scores [B]);
-    'beam' -> BeamSearchOutput(tokens [B, W, L], ...) with options ``beam_size``,
+    method 'greedy' -> DecodeOutput(tokens [B, T], lengths [B], scores [B]);
+    'beam' -> BeamSearchOutput(tokens [B, W, T], ...) with options ``beam_size``,
     ``length_penalty`` (GNMT alpha; ``.best()`` gives the top hypothesis);
     'sample' (needs ``key``) -> DecodeOutput, options ``temperature``, ``top_k``, ``top_p``.
     The whole call (encoder + decoding loop) compiles once per (model, method, options).
@@ -136,12 +151,11 @@ def generate(model: EncoderDecoderModel, params: Any, src: Array,
     decoding.check_method(method, key)
     check_params(params)
     src = jnp.asarray(src)
-    if src.ndim != 2:
-        raise ValueError(f"src must be [B, S] token ids, got shape {src.shape}")
+    src_lengths = source_lengths(src, src_lengths)
     limit = model.max_decode_len  # None: no limit
     if limit is not None and max_len > limit:
         raise ValueError(f"max_len = {max_len} exceeds the model's longest output, {limit}")
     options = dict(options, eos_id=eos_id, pad_id=pad_id)
     # Option values become part of the compile cache key, so they must be hashable.
     fn = _compiled(model, method, max_len, bos_id, tuple(sorted(options.items())))
-    return fn(params, src, source_lengths(src, src_lengths), key)
+    return fn(params, src, src_lengths, key)

@@ -80,18 +80,35 @@ def _loss(fn, **opts):
     return loss
 
 
-def _compare(kernel, q, k, v, opts, atol, grad_atol):
-    ref_fn = reference_attention
+def _value_and_grads(fn, q, k, v, opts):
+    """(output, gradients of a weighted sum of it w.r.t. q, k, v and the bias if any).
+
+    Run op by op: small programs that the next case reuses compile faster here than one
+    jitted program per case."""
+    opts = dict(opts)
     bias = opts.pop("bias", None)
-    want = ref_fn(q, k, v, bias=bias, **opts)
-    got = kernel(q, k, v, bias=bias, **opts)
+    argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
+    return fn(q, k, v, bias=bias, **opts), jax.grad(_loss(fn, **opts), argnums)(q, k, v, bias)
+
+
+@functools.cache
+def _reference(shape, case, dtype):
+    """The reference's output and gradients for one (shape, case, dtype), computed once and
+    shared by every kernel compared with it."""
+    t, s, n, kh = SHAPES[shape]
+    q, k, v = _inputs(t, s, n, kh, dtype=dtype)
+    return _value_and_grads(reference_attention, q, k, v, _case(case, t, s, n))
+
+
+def _compare(kernel, q, k, v, opts, atol, grad_atol, want=None):
+    """``kernel`` against the reference on q, k, v: values, then gradients. ``want`` is the
+    reference's (output, gradients) when already computed."""
+    want, g_want = want or _value_and_grads(reference_attention, q, k, v, opts)
+    got, g_got = _value_and_grads(kernel, q, k, v, opts)
     assert got.shape == want.shape and got.dtype == q.dtype
     assert not jnp.any(jnp.isnan(got.astype(jnp.float32)))
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
                                atol=atol, rtol=atol)
-    argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
-    g_want = jax.grad(_loss(ref_fn, **opts), argnums)(q, k, v, bias)
-    g_got = jax.grad(_loss(kernel, **opts), argnums)(q, k, v, bias)
     for name, a, b in zip("qkvb", g_got, g_want, strict=False):
         assert a.dtype == b.dtype, name
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
@@ -104,7 +121,8 @@ def _compare(kernel, q, k, v, opts, atol, grad_atol):
 def test_kernel_matches_reference_float32(kernel, shape, case):
     t, s, n, kh = SHAPES[shape]
     q, k, v = _inputs(t, s, n, kh)
-    _compare(KERNELS[kernel], q, k, v, _case(case, t, s, n), atol=2e-5, grad_atol=1e-4)
+    _compare(KERNELS[kernel], q, k, v, _case(case, t, s, n), atol=2e-5, grad_atol=1e-4,
+             want=_reference(shape, case, jnp.float32))
 
 
 @pytest.mark.parametrize("case", ["plain", "causal_offset", "lengths", "segments", "everything"])
@@ -112,7 +130,8 @@ def test_kernel_matches_reference_float32(kernel, shape, case):
 def test_kernel_matches_reference_bfloat16(kernel, case):
     t, s, n, kh = SHAPES["gqa"]
     q, k, v = _inputs(t, s, n, kh, dtype=jnp.bfloat16)
-    _compare(KERNELS[kernel], q, k, v, _case(case, t, s, n), atol=3e-2, grad_atol=6e-2)
+    _compare(KERNELS[kernel], q, k, v, _case(case, t, s, n), atol=3e-2, grad_atol=6e-2,
+             want=_reference("gqa", case, jnp.bfloat16))
 
 
 def test_auto_picks_a_kernel_that_matches_reference():

@@ -27,7 +27,8 @@ def _family() -> VAEFamily:
 def _vae_step(vae: VAE, tx):
     """The 'vae' family's jitted train step (the loop's core step) and a fresh state."""
     family = _family()
-    state = TrainState.create(family.init_params(vae, {"params": KEY}), tx, KEY)
+    state = TrainState.create(family.init_params(vae, {"params": KEY}), tx,
+                              jax.random.PRNGKey(7))  # donated with the state
     step = jax.jit(make_train_step(family.phases(vae), optax.constant_schedule(0.0)),
                    donate_argnums=0)
     return state, step

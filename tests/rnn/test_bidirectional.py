@@ -2,7 +2,7 @@
 stacks that worked before, and match torch.nn.LSTM / GRU / RNN (bidirectional,
 packed padded batch) in outputs, final states and input gradients.
 
-Glossary: B batch, T time, E input width, H cell width per direction, L layers.
+Glossary: B batch, T time, E input width, R RNN state width per direction, L layers.
 """
 
 import jax
@@ -17,7 +17,7 @@ from zoo.rnn.cells import CELLS, RNNStack, hidden_of
 from zoo.rnn.config import Seq2SeqConfig
 from zoo.rnn.encoder import Encoder
 
-B, T, E, H = 3, 6, 5, 4
+B, T, E, R = 3, 6, 5, 4
 LENGTHS = np.array([6, 3, 1], np.int32)  # one full row, so torch's padded output is [B, T, 2H]
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -46,20 +46,20 @@ def _inputs(seed=0):
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_deep_bidirectional_stack_builds_and_runs(cell, num_layers):
     x, lengths = _inputs()
-    stack = RNNStack(cell, num_layers, H, bidirectional=True)
+    stack = RNNStack(cell, num_layers, R, bidirectional=True)
     params = stack.init(jax.random.key(0), x, seq_lengths=lengths)
     y, finals = stack.apply(params, x, seq_lengths=lengths)
-    assert y.shape == (B, T, 2 * H)
+    assert y.shape == (B, T, 2 * R)
     assert len(finals) == num_layers
     for final in finals:
-        assert all(leaf.shape == (B, 2 * H) for leaf in jax.tree.leaves(final))
+        assert all(leaf.shape == (B, 2 * R) for leaf in jax.tree.leaves(final))
     deeper = [f"{d}_rnn_{i}" for i in range(1, num_layers) for d in ("forward", "backward")]
     assert _modules(params) == sorted(["forward_rnn", "backward_rnn", *deeper])
-    # Layers above the first read both directions of the layer below: [2H, H] input kernels.
+    # Layers above the first read both directions of the layer below: [2H, R] input kernels.
     flat = traverse_util.flatten_dict(meta.unbox(params)["params"])
     for (rnn, _, dense, kind), value in flat.items():  # e.g. forward_rnn_1/cell/ii/kernel
         if dense.startswith("i") and kind == "kernel":
-            assert value.shape == ((E if rnn.endswith("_rnn") else 2 * H), H), (rnn, dense)
+            assert value.shape == ((E if rnn.endswith("_rnn") else 2 * R), R), (rnn, dense)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -68,7 +68,7 @@ def test_existing_param_names_are_unchanged(cell):
     x, lengths = _inputs()
 
     def init(num_layers, bidirectional):
-        stack = RNNStack(cell, num_layers, H, bidirectional=bidirectional)
+        stack = RNNStack(cell, num_layers, R, bidirectional=bidirectional)
         return jax.eval_shape(lambda: stack.init(jax.random.key(0), x, seq_lengths=lengths))
 
     assert _modules(init(3, False)) == ["layers_0", "layers_1", "layers_2"]
@@ -80,9 +80,9 @@ def test_existing_param_names_are_unchanged(cell):
 
 def test_dropout_between_bidirectional_layers():
     x, lengths = _inputs()
-    stack = RNNStack("lstm", 2, H, bidirectional=True, dropout_rate=0.5)
+    stack = RNNStack("lstm", 2, R, bidirectional=True, dropout_rate=0.5)
     params = stack.init(jax.random.key(0), x, seq_lengths=lengths)
-    plain = RNNStack("lstm", 2, H, bidirectional=True)  # same params, no dropout at all
+    plain = RNNStack("lstm", 2, R, bidirectional=True)  # same params, no dropout at all
     y_eval, _ = stack.apply(params, x, seq_lengths=lengths)
     y_plain, _ = plain.apply(params, x, seq_lengths=lengths)
     np.testing.assert_array_equal(y_eval, y_plain)
@@ -125,7 +125,7 @@ _TORCH = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 def _cell_params(cell: str, w_ih, w_hh, b_ih, b_hh) -> dict:
     """One torch layer-direction's weights -> the params of the flax cell CELLS[cell].
 
-    w_ih [G*H, E_in], w_hh [G*H, H], b_ih and b_hh [G*H], G gate blocks in _GATES order.
+    w_ih [nR, E_in], w_hh [nR, R], b_ih and b_hh [nR], n gate blocks in _GATES order.
     torch adds b_ih + b_hh wherever both sit outside a product, flax keeps one bias there:
       LSTM  (OptimizedLSTMCell) biases only on the hidden side: h{g}/bias = b_ih + b_hh
       GRU   r, z: i{g}/bias = b_ih + b_hh. n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
@@ -139,8 +139,8 @@ def _cell_params(cell: str, w_ih, w_hh, b_ih, b_hh) -> dict:
     wi, wh, bi, bh = blocks(w_ih), blocks(w_hh), blocks(b_ih), blocks(b_hh)
     out = {}
     for g in _GATES[cell]:
-        out[f"i{g}"] = {"kernel": wi[g].T}  # [E_in, H]
-        out[f"h{g}"] = {"kernel": wh[g].T}  # [H, H]
+        out[f"i{g}"] = {"kernel": wi[g].T}  # [E_in, R]
+        out[f"h{g}"] = {"kernel": wh[g].T}  # [R, R]
         if cell == "lstm":
             out[f"h{g}"]["bias"] = bi[g] + bh[g]
         elif cell == "gru" and g == "n":
@@ -172,14 +172,14 @@ def _masked_sum(y, weights, mask):
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_matches_torch(cell, num_layers):
     torch.manual_seed(0)
-    reference = _TORCH[cell](E, H, num_layers=num_layers, bidirectional=True, batch_first=True)
+    reference = _TORCH[cell](E, R, num_layers=num_layers, bidirectional=True, batch_first=True)
     with torch.no_grad():  # nonzero biases everywhere, so misplaced biases show
         for name, p in reference.named_parameters():
             if name.startswith("bias"):
                 p.uniform_(-0.5, 0.5)
     x, lengths = _inputs(seed=1)
     mask = np.arange(T)[None, :] < LENGTHS[:, None]  # [B, T]
-    weights = np.random.default_rng(2).standard_normal((B, T, 2 * H)).astype(np.float32)
+    weights = np.random.default_rng(2).standard_normal((B, T, 2 * R)).astype(np.float32)
 
     # torch: packed, so each row's backward pass starts at its last real token.
     x_t = torch.tensor(np.asarray(x), requires_grad=True)
@@ -189,9 +189,9 @@ def test_matches_torch(cell, num_layers):
     y_t, _ = torch.nn.utils.rnn.pad_packed_sequence(out_packed, batch_first=True,
                                                     total_length=T)  # [B, T, 2H]
     _masked_sum(y_t, torch.tensor(weights), torch.tensor(mask)).backward()
-    h_t, c_t = state if cell == "lstm" else (state, None)  # [L*2, B, H], layer-major
+    h_t, c_t = state if cell == "lstm" else (state, None)  # [L*2, B, R], layer-major
 
-    stack = RNNStack(cell, num_layers, H, bidirectional=True)
+    stack = RNNStack(cell, num_layers, R, bidirectional=True)
     params = _from_torch(cell, reference)
     shapes = jax.eval_shape(lambda: stack.init(jax.random.key(0), x, seq_lengths=lengths))
     assert jax.tree.map(jnp.shape, meta.unbox(shapes)) == jax.tree.map(jnp.shape, params)
@@ -207,10 +207,10 @@ def test_matches_torch(cell, num_layers):
     for layer, final in enumerate(finals):
         h = np.asarray(hidden_of(cell, final))  # [B, 2H]: forward | backward
         for direction in range(2):
-            expected = h_t[2 * layer + direction].detach().numpy()  # [B, H]
-            np.testing.assert_allclose(h[:, direction * H:(direction + 1) * H], expected, **TOL)
+            expected = h_t[2 * layer + direction].detach().numpy()  # [B, R]
+            np.testing.assert_allclose(h[:, direction * R:(direction + 1) * R], expected, **TOL)
             if cell == "lstm":
                 c = np.asarray(final[0])  # [B, 2H]
                 expected = c_t[2 * layer + direction].detach().numpy()
-                np.testing.assert_allclose(c[:, direction * H:(direction + 1) * H], expected,
+                np.testing.assert_allclose(c[:, direction * R:(direction + 1) * R], expected,
                                            **TOL)

@@ -34,10 +34,17 @@ def test_every_config_file_is_listed():
     assert files == set(CONFIGS)
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """One TFDS data_dir for the module: configs that read the same corpus prepare it once."""
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(p))
                                   for n, p in CONFIGS.items()])
-def test_tiny_variant_trains(name, tmp_path):
+def test_tiny_variant_trains(name, tmp_path, data_dir):
     config = importlib.import_module(f"configs.{name}").get_config("tiny")
+    config.data.data_dir = data_dir
     result = train_and_evaluate(config, str(tmp_path))
     assert result, "evaluation produced no metrics"
     assert (tmp_path / "metrics.jsonl").exists()

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +44,47 @@ def _final_params(workdir):
     return step, restored["state"]["params"]
 
 
-def test_tiny_run_writes_metrics_pictures_and_checkpoints(tmp_path):
-    result = train_and_evaluate(_tiny(), str(tmp_path))
+def _fingerprint(folder) -> list:
+    """Every file and folder under ``folder`` with its bytes' digest: equal means untouched."""
+    rows = []
+    for root, dirs, files in os.walk(folder):
+        rel = os.path.relpath(root, folder)
+        rows += [(os.path.join(rel, d), "dir") for d in sorted(dirs)]
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                rows.append((os.path.join(rel, name), hashlib.sha256(f.read()).hexdigest()))
+    return sorted(rows)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(workdir, result) of one finished tiny date run (6 steps, checkpoints 3 and 6).
+
+    Tests that only read a run read this one; tests that change a run work on a
+    copy (``_copy_of``): one training for the whole module instead of one each."""
+    workdir = tmp_path_factory.mktemp("finished")
+    return workdir, train_and_evaluate(_tiny(), str(workdir))
+
+
+@pytest.fixture
+def finished_run(finished):
+    return finished[0]
+
+
+def _copy_of(run, destination):
+    shutil.copytree(run, destination)
+    return destination
+
+
+def _corrupt(step_folder):
+    for root, _, files in os.walk(step_folder / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+
+
+def test_tiny_run_writes_metrics_pictures_and_checkpoints(finished):
+    tmp_path, result = finished
     assert {"exact_match", "perplexity", "token_accuracy"} <= set(result)
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     train = [r for r in records if r["split"] == "train"]
@@ -57,8 +97,8 @@ def test_tiny_run_writes_metrics_pictures_and_checkpoints(tmp_path):
     assert {"3", "6"} <= set(os.listdir(tmp_path / "checkpoints"))
 
 
-def test_rerun_of_a_finished_job_resumes_instead_of_retraining(tmp_path):
-    train_and_evaluate(_tiny(), str(tmp_path))
+def test_rerun_of_a_finished_job_resumes_instead_of_retraining(finished_run, tmp_path):
+    tmp_path = _copy_of(finished_run, tmp_path / "run")
     lines = len(open(tmp_path / "metrics.jsonl").readlines())
     train_and_evaluate(_tiny(), str(tmp_path))
     records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
@@ -106,13 +146,9 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys):
-    train_and_evaluate(_tiny(), str(tmp_path))
-    newest = tmp_path / "checkpoints" / "6"
-    for root, _, files in os.walk(newest / "state"):
-        for name in files:
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(b"garbage")
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(finished_run, tmp_path, capsys):
+    tmp_path = _copy_of(finished_run, tmp_path / "run")
+    _corrupt(tmp_path / "checkpoints" / "6")
     config = _tiny(**{"train.num_train_steps": 9})
     train_and_evaluate(config, str(tmp_path))
     assert "resumed from the checkpoint at step 3" in capsys.readouterr().out
@@ -175,12 +211,13 @@ def test_unknown_section_is_named():
         config_lib.validate(ml_collections.ConfigDict({"trainer": {"steps": 1}}))
 
 
-def test_restore_from_another_run_continues_it(tmp_path, capsys):
-    train_and_evaluate(_tiny(), str(tmp_path / "a"))
-    config = _tiny(**{"train.num_train_steps": 8, "train.restore_from": str(tmp_path / "a")})
+def test_restore_from_another_run_continues_it_and_only_reads_it(finished_run, tmp_path, capsys):
+    before = _fingerprint(finished_run)
+    config = _tiny(**{"train.num_train_steps": 8, "train.restore_from": str(finished_run)})
     train_and_evaluate(config, str(tmp_path / "b"))
     assert "restored step 6" in capsys.readouterr().out
     assert _final_params(tmp_path / "b")[0] == 8
+    assert _fingerprint(finished_run) == before
 
 
 def test_bfloat16_compute_keeps_float32_params(tmp_path):
@@ -189,26 +226,6 @@ def test_bfloat16_compute_keeps_float32_params(tmp_path):
     assert np.isfinite(result["nll"])
     _, params = _final_params(tmp_path)
     assert {p.dtype for p in jax.tree.leaves(params)} == {np.dtype("float32")}
-
-
-def _fingerprint(folder) -> list:
-    """Every file and folder under ``folder`` with its bytes' digest: equal means untouched."""
-    rows = []
-    for root, dirs, files in os.walk(folder):
-        rel = os.path.relpath(root, folder)
-        rows += [(os.path.join(rel, d), "dir") for d in sorted(dirs)]
-        for name in sorted(files):
-            with open(os.path.join(root, name), "rb") as f:
-                rows.append((os.path.join(rel, name), hashlib.sha256(f.read()).hexdigest()))
-    return sorted(rows)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A finished tiny date run whose folder the next tests must leave alone."""
-    workdir = tmp_path_factory.mktemp("finished")
-    train_and_evaluate(_tiny(), str(workdir))
-    return workdir
 
 
 def test_a_changed_model_config_in_the_same_workdir_stops_and_moves_nothing(finished_run):
@@ -243,12 +260,10 @@ def test_restore_from_a_run_of_another_model_stops_and_touches_neither_folder(
     assert not [d for d in os.listdir(tmp_path / "new" / "checkpoints")]
 
 
-def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(tmp_path, capsys):
-    train_and_evaluate(_tiny(), str(tmp_path / "a"))
-    for root, _, files in os.walk(tmp_path / "a" / "checkpoints" / "6" / "state"):
-        for name in files:
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(b"garbage")
+def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(
+        finished_run, tmp_path, capsys):
+    _copy_of(finished_run, tmp_path / "a")
+    _corrupt(tmp_path / "a" / "checkpoints" / "6")
     before = _fingerprint(tmp_path / "a")
     config = _tiny(**{"train.num_train_steps": 8, "train.restore_from": str(tmp_path / "a")})
     train_and_evaluate(config, str(tmp_path / "b"))

@@ -1,12 +1,12 @@
 """Blockwise (memory-efficient, "flash") attention in pure JAX.
 
 Glossary: B batch, T query length, S key length, N query heads, K key/value
-heads, G = N // K query heads per key/value head, H head dim; Q and C are the
+heads, G = N // K query heads per key/value head, H head dim; Q and J are the
 query- and key-block sizes, nq and nk the numbers of blocks.
 
-Forward: for every block of Q queries, walk over key blocks of C keys with an
+Forward: for every block of Q queries, walk over key blocks of J keys with an
 online softmax (running max ``m``, running sum ``l``, unnormalised output
-``acc``), so only a [Q, C] tile of logits ever exists: memory is linear in T
+``acc``), so only a [Q, J] tile of logits ever exists: memory is linear in T
 and S. Backward (``custom_vjp``): recompute each tile from q, k and the saved
 log-sum-exp instead of storing the T x S weights.
 
@@ -78,7 +78,7 @@ def _dense_to_groups(x, k_heads: int, tp: int, sp: int, fill):
 
 
 def _tile(x, row0, col0, bq: int, bk: int):
-    """The [.., Q|1, C|1] tile of a [.., Tp|1, Sp|1] array starting at (row0, col0)."""
+    """The [.., Q|1, J|1] tile of a [.., Tp|1, Sp|1] array starting at (row0, col0)."""
     if x.shape[-2] > 1:
         x = lax.dynamic_slice_in_dim(x, row0, bq, axis=x.ndim - 2)
     if x.shape[-1] > 1:
@@ -87,29 +87,29 @@ def _tile(x, row0, col0, bq: int, bk: int):
 
 
 def _tile_mask(st: _Static, aux: _Aux, qi, kb, q_seg_blk):
-    """Mask of tile (query block qi, key block kb): [B|1, K|1, G|1, Q, C] bool or None."""
+    """Mask of tile (query block qi, key block kb): [B|1, K|1, G|1, Q, J] bool or None."""
     q_idx = qi * st.bq + jnp.arange(st.bq)
     k_idx = kb * st.bk + jnp.arange(st.bk)
     kv_seg = None
     if aux.kv_seg is not None:
-        kv_seg = lax.dynamic_slice_in_dim(aux.kv_seg, kb * st.bk, st.bk, axis=1)  # [B, C]
+        kv_seg = lax.dynamic_slice_in_dim(aux.kv_seg, kb * st.bk, st.bk, axis=1)  # [B, J]
     mask = masks.structural_mask(
         q_idx, k_idx, is_causal=st.is_causal, local_window=st.window, q_offset=aux.q_offset,
         q_lengths=aux.q_lengths, kv_lengths=aux.kv_lengths,
         q_segment_ids=q_seg_blk, kv_segment_ids=kv_seg,
-    )  # [B|1, Q, C] or None
+    )  # [B|1, Q, J] or None
     if st.s % st.bk:  # keys padded up to a whole block
         mask = masks.combine_masks(mask, (k_idx < st.s)[None, None, :])
     if mask is not None:
-        mask = mask[:, None, None]  # [B|1, 1, 1, Q, C]
+        mask = mask[:, None, None]  # [B|1, 1, 1, Q, J]
     if aux.mask is not None:
         mask = masks.combine_masks(mask, _tile(aux.mask, qi * st.bq, kb * st.bk, st.bq, st.bk))
     return mask
 
 
 def _logits(st: _Static, qb, kblk, bias, qi, kb):
-    """Scaled logits of one tile: [B, K, G, Q, C] float32."""
-    s = jnp.einsum("BKGQH,BKCH->BKGQC", qb, kblk, preferred_element_type=jnp.float32)
+    """Scaled logits of one tile: [B, K, G, Q, J] float32."""
+    s = jnp.einsum("BKGQH,BKJH->BKGQJ", qb, kblk, preferred_element_type=jnp.float32)
     s = s * st.scale
     if bias is not None:
         s = s + _tile(bias, qi * st.bq, kb * st.bk, st.bq, st.bk).astype(jnp.float32)
@@ -233,18 +233,18 @@ def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
 
             def compute(carry, masked):
                 m, l, acc = carry
-                kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
-                vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
-                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, C]
+                kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
+                vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
+                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, J]
                 valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
                 if valid is not None:
                     s = jnp.where(valid, s, -jnp.inf)
                 m_new = jnp.maximum(m, jnp.max(s, axis=-1))  # [B, K, G, Q]
                 m_safe = jnp.where(jnp.isneginf(m_new), 0.0, m_new)
-                p = jnp.exp(s - m_safe[..., None])  # [B, K, G, Q, C]
+                p = jnp.exp(s - m_safe[..., None])  # [B, K, G, Q, J]
                 alpha = jnp.exp(m - m_safe)  # [B, K, G, Q]
                 l = alpha * l + jnp.sum(p, axis=-1)
-                pv = jnp.einsum("BKGQC,BKCH->BKGQH", p.astype(v_t.dtype), vblk,
+                pv = jnp.einsum("BKGQJ,BKJH->BKGQH", p.astype(v_t.dtype), vblk,
                                 preferred_element_type=jnp.float32)
                 return m_new, l, acc * alpha[..., None] + pv
 
@@ -281,8 +281,8 @@ def _backward(st: _Static, res, d_out_blocks):
 
     def one_key_block(carry, kb):
         dq, dbias = carry
-        kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
-        vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, C, H]
+        kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
+        vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
 
         def query_step(j, inner):
             qi = first + j
@@ -292,20 +292,20 @@ def _backward(st: _Static, res, d_out_blocks):
                 dq, dbias, dk, dv = inner
                 qb = q_blocks[qi]  # [B, K, G, Q, H]
                 dob = d_out_blocks[qi]  # [B, K, G, Q, H]
-                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, C]
+                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, J]
                 p = jnp.exp(s - lse[qi][..., None])
                 valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
                 if valid is not None:
                     p = jnp.where(valid, p, 0.0)
-                dv = dv + jnp.einsum("BKGQC,BKGQH->BKCH", p.astype(dob.dtype), dob,
+                dv = dv + jnp.einsum("BKGQJ,BKGQH->BKJH", p.astype(dob.dtype), dob,
                                      preferred_element_type=jnp.float32)
-                dp = jnp.einsum("BKGQH,BKCH->BKGQC", dob, vblk,
+                dp = jnp.einsum("BKGQH,BKJH->BKGQJ", dob, vblk,
                                 preferred_element_type=jnp.float32)
-                ds = p * (dp - delta[qi][..., None])  # [B, K, G, Q, C] dL/dlogits
-                dq_blk = jnp.einsum("BKGQC,BKCH->BKGQH", ds.astype(kblk.dtype), kblk,
+                ds = p * (dp - delta[qi][..., None])  # [B, K, G, Q, J] dL/dlogits
+                dq_blk = jnp.einsum("BKGQJ,BKJH->BKGQH", ds.astype(kblk.dtype), kblk,
                                     preferred_element_type=jnp.float32) * st.scale
                 dq = dq.at[qi].add(dq_blk)
-                dk = dk + jnp.einsum("BKGQC,BKGQH->BKCH", ds.astype(qb.dtype), qb,
+                dk = dk + jnp.einsum("BKGQJ,BKGQH->BKJH", ds.astype(qb.dtype), qb,
                                      preferred_element_type=jnp.float32) * st.scale
                 if dbias is not None:
                     dbias = _add_bias_grad(st, dbias, ds, qi, kb)
@@ -324,7 +324,7 @@ def _backward(st: _Static, res, d_out_blocks):
     dq0 = jnp.zeros(q_blocks.shape, jnp.float32)
     dbias0 = None if bias is None else jnp.zeros(bias.shape, jnp.float32)
     (dq, dbias), (dk, dv) = lax.scan(one_key_block, (dq0, dbias0), jnp.arange(nk))
-    # dk, dv: [nk, B, K, C, H] -> [B, K, Sp, H]
+    # dk, dv: [nk, B, K, J, H] -> [B, K, Sp, H]
     dk = jnp.moveaxis(dk, 0, 2).reshape(b, kh, sp, h)
     dv = jnp.moveaxis(dv, 0, 2).reshape(b, kh, sp, h)
     if dbias is not None:

@@ -45,8 +45,8 @@ def normalize_window(local_window: int | tuple[int, int] | None) -> Window | Non
 
 
 def padding_mask(lengths, max_len: int):
-    """[B] lengths -> [B, L] bool, True on the first ``lengths[b]`` positions."""
-    return jnp.arange(max_len)[None, :] < jnp.asarray(lengths)[:, None]  # [B, L]
+    """[B] lengths -> [B, T] bool (T = max_len), True on the first ``lengths[b]`` positions."""
+    return jnp.arange(max_len)[None, :] < jnp.asarray(lengths)[:, None]  # [B, T]
 
 
 def causal_mask(q_len: int, kv_len: int, q_offset=0):

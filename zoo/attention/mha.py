@@ -1,15 +1,16 @@
 """Multi-head attention (MHA, GQA, MQA) with an autoregressive KV cache.
 
-Glossary: B batch, T query length, S key length, D model width, N query heads,
-K key/value heads (K divides N), H head dim, L cache length.
+Glossary: B batch, T query length, S key length (the cache length when decoding), D model
+width, N query heads, K key/value heads (K divides N), G = N // K query heads per key/value
+head, H head dim.
 
 Parameters carry logical axis names ('embed', 'heads', 'kv_heads',
 'head_dim'); activations are constrained to ('batch', 'length', ...) so the
 sharding rules decide where everything lives.
 
 KV cache (``decode=True``, self-attention only), in the style of Flax's lm1b:
-initialise the module with ``decode=True`` and a [B, L, D] input to create the
-'cache' collection (keys/values [B, L, K, H] and a per-sequence write index
+initialise the module with ``decode=True`` and a [B, S, D] input to create the
+'cache' collection (keys/values [B, S, K, H] and a per-sequence write index
 [B]); then call it with any number of new tokens at a time -- a whole prompt,
 then one token per step. New tokens are written at each sequence's index and
 attend causally (query offset = that index) to everything written so far.
@@ -249,7 +250,7 @@ class MultiHeadAttention(nn.Module):
             positions = start[:, None] + jnp.arange(t)[None, :]  # [B, T]
             k = apply_rotary(k, positions, max_wavelength=self.rotary_max_wavelength)
 
-        def write(buffer, new, i):  # [L, K, H], [T, K, H], []
+        def write(buffer, new, i):  # [S, K, H], [T, K, H], []
             return lax.dynamic_update_slice_in_dim(buffer, new.astype(buffer.dtype), i, axis=0)
 
         cached_k.value = jax.vmap(write)(cached_k.value, k, start)

@@ -2,26 +2,28 @@
 
 A score module compares every decoder state s_t with every encoder state h_s:
 
-    score(query [B, T, D], keys [B, S, E]) -> scores [B, T, S]   (float32)
+    score(query [B, T, R], keys [B, S, M]) -> scores [B, T, S]   (float32)
 
 and `attend` turns scores into weights and a context vector:
 
-    attend(scores [B, T, S], values [B, S, Dv], mask) -> context [B, T, Dv], weights [B, T, S]
+    attend(scores [B, T, S], values [B, S, M], mask) -> context [B, T, M], weights [B, T, S]
 
 Shape glossary (letters used in shape comments and einsum strings):
     B  batch
     T  target (query) length
     S  source (key) length
-    D  query width Dq (logical axis 'embed')
-    E  key width Dk (logical axis 'kv_embed'); equals D for the dot scores
-    F  hidden width of the concat/additive layer (logical axis 'mlp')
-    Dv value width in `attend` (spelled D in its einsum)
+    R  query width: the decoder state (logical axis 'embed'); error messages say Dq
+    M  key width: the encoder memory (logical axis 'kv_embed'); error messages say
+       Dk. The dot scores need R == M
+    A  hidden width of the concat/additive layer (logical axis 'mlp')
+    `attend` averages values of any width; here they are the memory, [B, S, M]
+    (error messages say Dv)
 
 Scores (s = query state, h = key state):
     dot         s . h                              Luong et al. (2015), eq. 8 "dot"
-    scaled_dot  s . h / sqrt(Dk)                   Vaswani et al. (2017), eq. 1
-    general     s . W h,             W [D, E]      Luong et al. (2015), eq. 8 "general"
-    concat      v . tanh(W [s; h]),  W [D+E, F]    Luong et al. (2015), eq. 8 "concat"
+    scaled_dot  s . h / sqrt(M)                    Vaswani et al. (2017), eq. 1
+    general     s . W h,             W [R, M]      Luong et al. (2015), eq. 8 "general"
+    concat      v . tanh(W [s; h]),  W [R+M, A]    Luong et al. (2015), eq. 8 "concat"
     additive    v . tanh(W1 s + W2 h (+ b))        Bahdanau et al. (2015), appendix A.1.2
 
 References:
@@ -79,49 +81,49 @@ def _check_hidden(score: str, hidden: Any) -> None:
 
 
 def _dot_scores(query: jax.Array, keys: jax.Array, dtype: jax.typing.DTypeLike) -> jax.Array:
-    # query [B, T, D], keys [B, S, D] -> [B, T, S]; float32 accumulation for the softmax.
+    # query [B, T, R], keys [B, S, R] -> [B, T, S]; float32 accumulation for the softmax.
     query, keys = nn.dtypes.promote_dtype(query, keys, dtype=dtype)
-    return jnp.einsum("BTD,BSD->BTS", query, keys, preferred_element_type=jnp.float32)
+    return jnp.einsum("BTR,BSR->BTS", query, keys, preferred_element_type=jnp.float32)
 
 
 def _tanh_layer_score(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     """v . tanh(q_t + k_s) for every (t, s): the shared core of concat and additive."""
-    # q [B, T, F], k [B, S, F] -> [B, T, S, F]; this tensor is the formula's cost.
-    h = jnp.tanh(q[:, :, None, :] + k[:, None, :, :])  # [B, T, S, F]
-    return jnp.einsum("BTSF,F->BTS", h, v, preferred_element_type=jnp.float32)  # [B, T, S]
+    # q [B, T, A], k [B, S, A] -> [B, T, S, A]; this tensor is the formula's cost.
+    h = jnp.tanh(q[:, :, None, :] + k[:, None, :, :])  # [B, T, S, A]
+    return jnp.einsum("BTSA,A->BTS", h, v, preferred_element_type=jnp.float32)  # [B, T, S]
 
 
 class DotScore(nn.Module):
-    """Luong "dot": s . h. Needs Dq == Dk."""
+    """Luong "dot": s . h. Needs R == M."""
 
     dtype: jax.typing.DTypeLike = jnp.float32
 
     @nn.compact
     def __call__(self, query: jax.Array, keys: jax.Array) -> jax.Array:
-        # query [B, T, D], keys [B, S, D] -> scores [B, T, S] float32
+        # query [B, T, R], keys [B, S, R] -> scores [B, T, S] float32
         _check_query_keys(query, keys)
         _check_same_width("DotScore", query, keys)
         return _dot_scores(query, keys, self.dtype)  # [B, T, S]
 
 
 class ScaledDotScore(nn.Module):
-    """s . h / sqrt(Dk): keeps score variance ~1 as the width grows. Needs Dq == Dk."""
+    """s . h / sqrt(M): keeps score variance ~1 as the width grows. Needs R == M."""
 
     dtype: jax.typing.DTypeLike = jnp.float32
 
     @nn.compact
     def __call__(self, query: jax.Array, keys: jax.Array) -> jax.Array:
-        # query [B, T, D], keys [B, S, D] -> scores [B, T, S] float32
+        # query [B, T, R], keys [B, S, R] -> scores [B, T, S] float32
         _check_query_keys(query, keys)
         _check_same_width("ScaledDotScore", query, keys)
         scores = _dot_scores(query, keys, self.dtype)  # [B, T, S]
         # Scale the float32 scores rather than the (maybe bfloat16) query, so the
-        # result is exactly dot / sqrt(Dk) up to float32 rounding.
+        # result is exactly dot / sqrt(M) up to float32 rounding.
         return scores / np.sqrt(keys.shape[-1]).astype(np.float32)  # [B, T, S]
 
 
 class GeneralScore(nn.Module):
-    """Luong "general": s . W h with W [Dq, Dk]."""
+    """Luong "general": s . W h with W [R, M]."""
 
     dtype: jax.typing.DTypeLike = jnp.float32
     param_dtype: jax.typing.DTypeLike = jnp.float32
@@ -129,27 +131,27 @@ class GeneralScore(nn.Module):
 
     @nn.compact
     def __call__(self, query: jax.Array, keys: jax.Array) -> jax.Array:
-        # query [B, T, D], keys [B, S, E] -> scores [B, T, S] float32
+        # query [B, T, R], keys [B, S, M] -> scores [B, T, S] float32
         _check_query_keys(query, keys)
         kernel = self.param(
             "kernel",
             nn.with_logical_partitioning(self.kernel_init, ("embed", "kv_embed")),
             (query.shape[-1], keys.shape[-1]),
             self.param_dtype,
-        )  # [D, E]
+        )  # [R, M]
         query, keys, kernel = nn.dtypes.promote_dtype(query, keys, kernel, dtype=self.dtype)
         # (s W) . h rather than s . (W h): a decoder step has T = 1 while S is the
         # whole source, so projecting the query is the cheaper side.
-        q = jnp.einsum("BTD,DE->BTE", query, kernel)  # [B, T, E]
-        scores = jnp.einsum("BTE,BSE->BTS", q, keys, preferred_element_type=jnp.float32)
+        q = jnp.einsum("BTR,RM->BTM", query, kernel)  # [B, T, M]
+        scores = jnp.einsum("BTM,BSM->BTS", q, keys, preferred_element_type=jnp.float32)
         return scores  # [B, T, S]
 
 
 class ConcatScore(nn.Module):
-    """Luong "concat": v . tanh(W [s; h]) with one W [Dq + Dk, hidden].
+    """Luong "concat": v . tanh(W [s; h]) with one W [R + M, A].
 
-    W [s; h] = W[:Dq] s + W[Dq:] h, so each side is projected once instead of
-    building a [B, T, S, Dq + Dk] concatenation. Same function as `AdditiveScore`
+    W [s; h] = W[:R] s + W[R:] h, so each side is projected once instead of
+    building a [B, T, S, R + M] concatenation. Same function as `AdditiveScore`
     without bias; the single W keeps the paper's parameterisation.
     """
 
@@ -165,7 +167,7 @@ class ConcatScore(nn.Module):
 
     @nn.compact
     def __call__(self, query: jax.Array, keys: jax.Array) -> jax.Array:
-        # query [B, T, D], keys [B, S, E] -> scores [B, T, S] float32
+        # query [B, T, R], keys [B, S, M] -> scores [B, T, S] float32
         _check_query_keys(query, keys)
         d = query.shape[-1]
         # The input axis mixes query and key widths; it is named by its first
@@ -175,21 +177,21 @@ class ConcatScore(nn.Module):
             nn.with_logical_partitioning(self.kernel_init, ("embed", "mlp")),
             (d + keys.shape[-1], self.hidden),
             self.param_dtype,
-        )  # [D + E, F]
+        )  # [R + M, A]
         v = self.param(
             "v",
             nn.with_logical_partitioning(self.v_init, ("mlp",)),
             (self.hidden,),
             self.param_dtype,
-        )  # [F]
+        )  # [A]
         query, keys, kernel, v = nn.dtypes.promote_dtype(query, keys, kernel, v, dtype=self.dtype)
-        q = jnp.einsum("BTD,DF->BTF", query, kernel[:d])  # [B, T, F]
-        k = jnp.einsum("BSE,EF->BSF", keys, kernel[d:])  # [B, S, F]
+        q = jnp.einsum("BTR,RA->BTA", query, kernel[:d])  # [B, T, A]
+        k = jnp.einsum("BSM,MA->BSA", keys, kernel[d:])  # [B, S, A]
         return _tanh_layer_score(q, k, v)  # [B, T, S]
 
 
 class AdditiveScore(nn.Module):
-    """Bahdanau: v . tanh(W1 s + W2 h + b), W1 [Dq, hidden], W2 [Dk, hidden].
+    """Bahdanau: v . tanh(W1 s + W2 h + b), W1 [R, A], W2 [M, A].
 
     The paper has no bias; `use_bias=True` adds one (as many reimplementations do).
     """
@@ -208,40 +210,40 @@ class AdditiveScore(nn.Module):
 
     @nn.compact
     def __call__(self, query: jax.Array, keys: jax.Array) -> jax.Array:
-        # query [B, T, D], keys [B, S, E] -> scores [B, T, S] float32
+        # query [B, T, R], keys [B, S, M] -> scores [B, T, S] float32
         _check_query_keys(query, keys)
         w_query = self.param(
             "w_query",
             nn.with_logical_partitioning(self.kernel_init, ("embed", "mlp")),
             (query.shape[-1], self.hidden),
             self.param_dtype,
-        )  # [D, F]
+        )  # [R, A]
         w_keys = self.param(
             "w_keys",
             nn.with_logical_partitioning(self.kernel_init, ("kv_embed", "mlp")),
             (keys.shape[-1], self.hidden),
             self.param_dtype,
-        )  # [E, F]
+        )  # [M, A]
         v = self.param(
             "v",
             nn.with_logical_partitioning(self.v_init, ("mlp",)),
             (self.hidden,),
             self.param_dtype,
-        )  # [F]
+        )  # [A]
         query, keys, w_query, w_keys, v = nn.dtypes.promote_dtype(
             query, keys, w_query, w_keys, v, dtype=self.dtype
         )
-        q = jnp.einsum("BTD,DF->BTF", query, w_query)  # [B, T, F]
-        k = jnp.einsum("BSE,EF->BSF", keys, w_keys)  # [B, S, F]
+        q = jnp.einsum("BTR,RA->BTA", query, w_query)  # [B, T, A]
+        k = jnp.einsum("BSM,MA->BSA", keys, w_keys)  # [B, S, A]
         if self.use_bias:
             bias = self.param(
                 "bias",
                 nn.with_logical_partitioning(self.bias_init, ("mlp",)),
                 (self.hidden,),
                 self.param_dtype,
-            )  # [F]
-            # Added on the [B, T, F] side, not to every (t, s) pair.
-            q = q + bias.astype(q.dtype).reshape(1, 1, -1)  # [B, T, F]
+            )  # [A]
+            # Added on the [B, T, A] side, not to every (t, s) pair.
+            q = q + bias.astype(q.dtype).reshape(1, 1, -1)  # [B, T, A]
         return _tanh_layer_score(q, k, v)  # [B, T, S]
 
 
@@ -282,7 +284,7 @@ def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
 
 
 class Attended(NamedTuple):
-    context: jax.Array  # [B, T, Dv], values' dtype
+    context: jax.Array  # [B, T, M], values' dtype
     weights: jax.Array  # [B, T, S], float32; 0 at masked positions
 
 
@@ -291,12 +293,12 @@ def attend(scores: jax.Array, values: jax.Array, mask: jax.Array | None = None) 
 
     Args:
         scores: [B, T, S] alignment scores.
-        values: [B, S, Dv] vectors to average (often the keys themselves).
+        values: [B, S, M] vectors to average (often the keys themselves).
         mask: optional bool, True = attend, broadcastable to [B, T, S] with the
             same rank, e.g. [B, 1, S] for source padding.
 
     Returns:
-        `Attended(context [B, T, Dv], weights [B, T, S])`. Weights are exactly 0
+        `Attended(context [B, T, M], weights [B, T, S])`. Weights are exactly 0
         where masked; a fully masked row gets all-zero weights and a zero context.
     """
     if scores.ndim != 3:
@@ -333,9 +335,9 @@ def attend(scores: jax.Array, values: jax.Array, mask: jax.Array | None = None) 
     weights = unnormalized / jnp.where(total > 0, total, 1.0)  # [B, T, S]
 
     context = jnp.einsum(
-        "BTS,BSD->BTD",
+        "BTS,BSM->BTM",
         weights.astype(values.dtype),
         values,
         preferred_element_type=jnp.float32,
-    ).astype(values.dtype)  # [B, T, Dv]
+    ).astype(values.dtype)  # [B, T, M]
     return Attended(context, weights)

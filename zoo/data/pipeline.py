@@ -1,13 +1,13 @@
 """grain input pipelines: records -> tokens -> fixed-shape numpy batches, resumable.
 
-Glossary: B batch, S source length, T target length, L LM sequence length;
-``...`` is one example's array shape (H, W, C for images).
+Glossary: B batch, S source length, T target length (an LM's sequence length);
+``...`` is one example's array shape ((Y, X, C) for images: height, width, channels).
 
     seq2seq_dataset  (source, target) records -> `Seq2SeqArrays` batches:
                      src [B, S], tgt_in [B, T] (<bos> y), tgt_out [B, T] (y <eos>)
                      + lengths; bucketed by length
-    lm_dataset       text records -> `LMBatch`: inputs [B, L] (<bos> x),
-                     targets [B, L] (x <eos>), segment_ids, positions, lengths;
+    lm_dataset       text records -> `LMBatch`: inputs [B, T] (<bos> x),
+                     targets [B, T] (x <eos>), segment_ids, positions, lengths;
                      documents packed into rows (or one a row)
     array_dataset    records with one array feature (images, points) -> dicts
                      {'x': float32 [B, ...]} (+ 'mask' [B] for evaluation)
@@ -51,10 +51,10 @@ __all__ = ["LMBatch", "array_dataset", "lm_dataset", "seq2seq_dataset", "shard_i
 class LMBatch(NamedTuple):
     """A language-model batch; loss where `segment_ids > 0`."""
 
-    inputs: np.ndarray  # [B, L] int32: <bos> x_1 .. x_n per document, PAD after
-    targets: np.ndarray  # [B, L] int32: x_1 .. x_n <eos> (what to predict at each position)
-    segment_ids: np.ndarray  # [B, L] int32: 1, 2, .. per packed document, 0 on padding
-    positions: np.ndarray  # [B, L] int32: position within its document
+    inputs: np.ndarray  # [B, T] int32: <bos> x_1 .. x_n per document, PAD after
+    targets: np.ndarray  # [B, T] int32: x_1 .. x_n <eos> (what to predict at each position)
+    segment_ids: np.ndarray  # [B, T] int32: 1, 2, .. per packed document, 0 on padding
+    positions: np.ndarray  # [B, T] int32: position within its document
     lengths: np.ndarray  # [B] int32: non-padding tokens per row
 
 
@@ -193,10 +193,10 @@ def seq2seq_dataset(
 
 
 def _lm_batch(rows: Sequence[dict[str, np.ndarray]], batch_size: int, length: int) -> LMBatch:
-    inputs = np.full((batch_size, length), PAD_ID, np.int32)  # [B, L]
-    targets = np.full((batch_size, length), PAD_ID, np.int32)  # [B, L]
-    segment_ids = np.zeros((batch_size, length), np.int32)  # [B, L]
-    positions = np.zeros((batch_size, length), np.int32)  # [B, L]
+    inputs = np.full((batch_size, length), PAD_ID, np.int32)  # [B, T]
+    targets = np.full((batch_size, length), PAD_ID, np.int32)  # [B, T]
+    segment_ids = np.zeros((batch_size, length), np.int32)  # [B, T]
+    positions = np.zeros((batch_size, length), np.int32)  # [B, T]
     for i, row in enumerate(rows):
         inputs[i], targets[i] = row["inputs"], row["targets"]
         segment_ids[i], positions[i] = row["inputs_segment_ids"], row["inputs_positions"]
@@ -221,7 +221,7 @@ def lm_dataset(
     worker_count: int = 0,
     read_options: grain.ReadOptions | None = None,
 ) -> grain.IterDataset:
-    """Batches of `LMBatch` [B, L] from a random-access source of text records.
+    """Batches of `LMBatch` [B, T] from a random-access source of text records.
 
     Each document becomes inputs `<bos> x` and targets `x <eos>` (n + 1 tokens).
     With `pack`, documents are packed first-fit into rows of `seq_len` tokens,

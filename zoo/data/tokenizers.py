@@ -92,7 +92,7 @@ class SentencePieceTokenizer:
         return self._sp.encode(text, out_type=str)
 
     def decode_batch(self, ids: np.ndarray) -> list[str]:
-        """[N, L] ids -> N texts."""
+        """[B, T] ids -> B texts."""
         return [self.decode(row) for row in np.asarray(ids)]
 
     def encode_batch(

@@ -1,6 +1,7 @@
 """Character vocabulary: text <-> token ids, and padded id arrays for seq2seq batches.
 
-Glossary: N examples, L padded length (S for sources, T for targets).
+Glossary: B examples, S source length, T target length (also the padded length of
+any `Encoded` ids).
 
 Ids 0..3 are reserved for the special tokens below in every vocabulary, so a
 model trained on one task's vocabulary decodes with the same `pad_id`,
@@ -29,18 +30,18 @@ UNK_TEXT = "\N{REPLACEMENT CHARACTER}"
 
 
 class Encoded(NamedTuple):
-    ids: np.ndarray  # [N, L] int32, PAD_ID after each sequence's end
-    lengths: np.ndarray  # [N] int32, real tokens per row (bos/eos included)
+    ids: np.ndarray  # [B, T] int32, PAD_ID after each sequence's end
+    lengths: np.ndarray  # [B] int32, real tokens per row (bos/eos included)
 
 
 class Seq2SeqArrays(NamedTuple):
     """Teacher-forcing arrays for (source, target) pairs; one row per pair."""
 
-    src: np.ndarray  # [N, S] int32 source ids (no bos/eos)
-    src_lengths: np.ndarray  # [N] int32
-    tgt_in: np.ndarray  # [N, T] int32: <bos> y_1 .. y_n  (decoder inputs)
-    tgt_out: np.ndarray  # [N, T] int32: y_1 .. y_n <eos> (what to predict)
-    tgt_lengths: np.ndarray  # [N] int32 = n + 1, the positions that count in the loss
+    src: np.ndarray  # [B, S] int32 source ids (no bos/eos)
+    src_lengths: np.ndarray  # [B] int32
+    tgt_in: np.ndarray  # [B, T] int32: <bos> y_1 .. y_n  (decoder inputs)
+    tgt_out: np.ndarray  # [B, T] int32: y_1 .. y_n <eos> (what to predict)
+    tgt_lengths: np.ndarray  # [B] int32 = n + 1, the positions that count in the loss
 
 
 class CharVocab:
@@ -88,7 +89,7 @@ class CharVocab:
         return "".join(out)
 
     def decode_batch(self, ids: np.ndarray) -> list[str]:
-        """[N, L] ids -> N texts."""
+        """[B, T] ids -> B texts."""
         return [self.decode(row) for row in np.asarray(ids)]
 
     def encode_batch(
@@ -105,8 +106,8 @@ class CharVocab:
 
 
 def pad(rows: Sequence[Sequence[int]], *, max_len: int | None = None) -> Encoded:
-    """Right-pads id lists with PAD_ID into `Encoded(ids [N, L], lengths [N])`."""
-    lengths = np.array([len(r) for r in rows], dtype=np.int32)  # [N]
+    """Right-pads id lists with PAD_ID into `Encoded(ids [B, T], lengths [B])`."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)  # [B]
     longest = int(lengths.max(initial=0))
     if max_len is None:
         max_len = max(longest, 1)
@@ -115,7 +116,7 @@ def pad(rows: Sequence[Sequence[int]], *, max_len: int | None = None) -> Encoded
             f"max_len={max_len} is shorter than the longest sequence ({longest} ids); "
             "pass max_len >= the longest length or None"
         )
-    ids = np.full((len(rows), max_len), PAD_ID, dtype=np.int32)  # [N, L]
+    ids = np.full((len(rows), max_len), PAD_ID, dtype=np.int32)  # [B, T]
     for n, row in enumerate(rows):
         ids[n, : len(row)] = row
     return Encoded(ids, lengths)

@@ -4,7 +4,7 @@ A bad value fails when the config is made, naming the field, the value and
 what is allowed, not as a shape error deep inside ``init``. Named presets are
 in ``zoo/generative/presets.py``.
 
-Shapes: ``data_shape`` is one example without the batch axis: ``(H, W, C)``
+Shapes: ``data_shape`` is one example without the batch axis: ``(Y, X, C)``
 for images (the 'conv' / 'dcgan' architectures need that), any shape for 'mlp'
 (``(2,)`` for points in the plane).
 """
@@ -44,7 +44,7 @@ def _positive_ints(name: str, values: Any, *, allow_empty: bool = False) -> None
 
 
 def _image_shape(name: str, shape: tuple, downsamplings: int, architecture: str) -> None:
-    """(H, W, C) with H and W divisible by 2**downsamplings (each stride-2 conv halves them)."""
+    """(Y, X, C) with Y and X divisible by 2**downsamplings (each stride-2 conv halves them)."""
     factor = 2**downsamplings
     if len(shape) != 3 or shape[0] % factor or shape[1] % factor:
         raise ValueError(
@@ -63,7 +63,7 @@ class VAEConfig:
     """Variational autoencoder hyperparameters (Kingma & Welling 2014; beta-VAE, Higgins 2017).
 
     Attributes:
-      data_shape: one example, ``(H, W, C)`` for 'conv'.
+      data_shape: one example, ``(Y, X, C)`` for 'conv'.
       latent_dim: Z, the size of the Gaussian latent.
       architecture: 'mlp' (dense layers over the flattened example) or 'conv'
         (stride-2 convolutions down, transposed convolutions up).
@@ -105,7 +105,7 @@ class GANConfig:
     """GAN hyperparameters (Goodfellow et al. 2014; DCGAN, Radford et al. 2016).
 
     Attributes:
-      data_shape: one example, ``(H, W, C)`` with H, W divisible by 4 for 'dcgan'.
+      data_shape: one example, ``(Y, X, C)`` with Y, X divisible by 4 for 'dcgan'.
       latent_dim: Z, the size of the standard-normal noise.
       architecture: 'mlp' or 'dcgan' (two stride-2 transposed convolutions up in
         the generator, two stride-2 convolutions down in the discriminator).

@@ -8,8 +8,8 @@ with leaky ReLU, a dense logit. Batch norm is replaced by layer norm in G and
 left out of D: batch statistics would make the step impure (mutable state) and
 couple real and fake batches in D, for little gain at this size.
 
-Glossary: B batch, Z noise size, H height, W width, C channels, D hidden
-width or channels.
+Glossary: B batch, Z latent (noise) size, Y height, X width, C channels, D hidden
+width (units or channels).
 
     gan = GAN(GANConfig())
     params = gan.init(key, z, x)["params"]          # {'generator': ..., 'discriminator': ...}
@@ -68,17 +68,17 @@ class DCGANGenerator(nn.Module):
     config: GANConfig
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:  # [B, Z] -> [B, H, W, C]
+    def __call__(self, z: jax.Array) -> jax.Array:  # [B, Z] -> [B, Y, X, C]
         cfg = self.config
         height, width, channels = cfg.data_shape
         d_quarter, d_half = cfg.generator_dims
         h = nn.Dense((height // 4) * (width // 4) * d_quarter, dtype=cfg.dtype)(
-            z.astype(cfg.dtype))  # [B, H/4 W/4 D]
-        h = h.reshape(z.shape[0], height // 4, width // 4, d_quarter)  # [B, H/4, W/4, D]
+            z.astype(cfg.dtype))  # [B, Y/4 X/4 D]
+        h = h.reshape(z.shape[0], height // 4, width // 4, d_quarter)  # [B, Y/4, X/4, D]
         h = nn.relu(nn.LayerNorm(dtype=cfg.dtype)(h))
-        h = nn.ConvTranspose(d_half, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,H/2,W/2,D]
+        h = nn.ConvTranspose(d_half, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,Y/2,X/2,D]
         h = nn.relu(nn.LayerNorm(dtype=cfg.dtype)(h))
-        x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,H,W,C]
+        x = nn.ConvTranspose(channels, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,Y,X,C]
         return OUTPUT_ACTIVATIONS[cfg.output_activation](x.astype(jnp.float32))
 
 
@@ -86,12 +86,12 @@ class DCGANDiscriminator(nn.Module):
     config: GANConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # [B, H, W, C] -> [B]
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, Y, X, C] -> [B]
         cfg = self.config
         h = x.astype(cfg.dtype)
         for channels in cfg.discriminator_dims:
-            h = _leaky_relu(nn.Conv(channels, (4, 4), strides=2, dtype=cfg.dtype)(h))  # halves H, W
-        h = h.reshape(h.shape[0], -1)  # [B, H/4 W/4 D]
+            h = _leaky_relu(nn.Conv(channels, (4, 4), strides=2, dtype=cfg.dtype)(h))  # halves Y, X
+        h = h.reshape(h.shape[0], -1)  # [B, Y/4 X/4 D]
         return nn.Dense(1, dtype=cfg.dtype)(h)[:, 0].astype(jnp.float32)  # [B]
 
 

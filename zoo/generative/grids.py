@@ -1,6 +1,7 @@
 """Image grids as PNG files: samples, reconstructions and interpolations side by side.
 
-Glossary: N images, R rows, K columns, H height, W width, C channels (1 or 3).
+Glossary: B images, Y height, X width, C channels (1 or 3); the grid has ``rows`` x
+``columns`` cells.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from PIL import Image
 
 def image_grid(images, columns: int, *, value_range: tuple[float, float] = (0.0, 1.0),
                pad: int = 1) -> np.ndarray:
-    """[N, H, W, C] images -> one uint8 [R(H + pad) + pad, K(W + pad) + pad, C] picture."""
+    """[B, Y, X, C] images -> one uint8 picture of ``rows`` = ceil(B / columns) rows:
+    [rows (Y + pad) + pad, columns (X + pad) + pad, C]."""
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be [N, H, W, C] with C in (1, 3), got {images.shape}")
@@ -31,6 +33,6 @@ def image_grid(images, columns: int, *, value_range: tuple[float, float] = (0.0,
 
 
 def save_png(path: str, grid: np.ndarray, *, scale: int = 2) -> None:
-    """Writes a uint8 [H, W, C] grid, each pixel enlarged ``scale`` times (nearest)."""
+    """Writes a uint8 [Y, X, C] grid, each pixel enlarged ``scale`` times (nearest)."""
     grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)

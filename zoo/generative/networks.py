@@ -1,6 +1,6 @@
 """Encoders and decoders shared by the VAE: an MLP pair and a convolutional pair.
 
-Glossary (images): B batch, H height, W width, C channels, Z latent size,
+Glossary (images): B batch, Y height, X width, C channels, Z latent size,
 D hidden width. An encoder maps [B, ...] to 2Z numbers (posterior mean and log
 std); a decoder maps [B, Z] back to [B, ...] distribution parameters.
 """
@@ -41,17 +41,17 @@ class MLPDecoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Stride-2 3x3 convolutions, each halving H and W, then a dense layer to 2Z."""
+    """Stride-2 3x3 convolutions, each halving Y and X, then a dense layer to 2Z."""
 
     config: VAEConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:  # [B, H, W, C] -> [B, 2Z]
+    def __call__(self, x: jax.Array) -> jax.Array:  # [B, Y, X, C] -> [B, 2Z]
         cfg = self.config
         h = x.astype(cfg.dtype)
         for channels in cfg.hidden_dims:
-            h = nn.relu(nn.Conv(channels, (3, 3), strides=2, dtype=cfg.dtype)(h))  # [B, H', W', D]
-        h = h.reshape(h.shape[0], -1)  # [B, H' W' D]
+            h = nn.relu(nn.Conv(channels, (3, 3), strides=2, dtype=cfg.dtype)(h))  # [B, Y', X', D]
+        h = h.reshape(h.shape[0], -1)  # [B, Y' X' D]
         return nn.Dense(2 * cfg.latent_dim, dtype=cfg.dtype)(h)  # [B, 2Z]
 
 
@@ -61,7 +61,7 @@ class ConvDecoder(nn.Module):
     config: VAEConfig
 
     @nn.compact
-    def __call__(self, z: jax.Array) -> jax.Array:  # [B, Z] -> [B, H, W, C]
+    def __call__(self, z: jax.Array) -> jax.Array:  # [B, Z] -> [B, Y, X, C]
         cfg = self.config
         height, width, channels = cfg.data_shape
         factor = 2 ** len(cfg.hidden_dims)
@@ -71,7 +71,7 @@ class ConvDecoder(nn.Module):
         for d in reversed(cfg.hidden_dims[:-1]):
             h = nn.relu(nn.ConvTranspose(d, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h))
         # The last layer is linear: it gives logits or means.
-        return nn.ConvTranspose(channels, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,H,W,C]
+        return nn.ConvTranspose(channels, (4, 4), strides=(2, 2), dtype=cfg.dtype)(h)  # [B,Y,X,C]
 
 
 # architecture -> (encoder, decoder)

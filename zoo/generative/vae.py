@@ -6,14 +6,14 @@
     ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))   (one-sample estimate, analytic KL)
     loss    = mean over the batch of -(E_q[log p(x|z)] - beta KL)
 
-Glossary: B batch, Z latent size, S interpolation steps; ``...`` is one
-example, (H, W, C) for images. Call other entry points with ``method=``:
+Glossary: B batch, Z latent size; ``...`` is one example, (Y, X, C) for images
+(Y height, X width, C channels). Call other entry points with ``method=``:
 
     vae = VAE(VAEConfig())
     params = vae.init(key, x, key)
     out = vae.apply(params, x, key)                        # VAEOutput
     post = vae.apply(params, x, method=VAE.encode)         # Normal
-    images = vae.apply(params, key, 64, method=VAE.sample) # [64, H, W, C]
+    images = vae.apply(params, key, 64, method=VAE.sample) # [64, Y, X, C]
 """
 
 from __future__ import annotations
@@ -90,12 +90,12 @@ class VAE(nn.Module):
         return self.decode_mean(z)
 
     def interpolate(self, x_a: jax.Array, x_b: jax.Array, num_steps: int) -> jax.Array:
-        """Decoded means along the straight line between the posterior means: [B, S, ...]."""
+        """Decoded means on the straight line between the posterior means: [B, num_steps, ...]."""
         if not isinstance(num_steps, int) or num_steps < 2:
             raise ValueError(f"num_steps must be an int >= 2, got {num_steps!r}")
         z_a, z_b = self.encode(x_a).mean, self.encode(x_b).mean  # [B, Z] each
-        t = jnp.linspace(0.0, 1.0, num_steps)[None, :, None]  # [1, S, 1]
-        z = (1 - t) * z_a[:, None] + t * z_b[:, None]  # [B, S, Z]
+        t = jnp.linspace(0.0, 1.0, num_steps)[None, :, None]  # [1, num_steps, 1]
+        z = (1 - t) * z_a[:, None] + t * z_b[:, None]  # [B, num_steps, Z]
         batch = z_a.shape[0]
-        images = self.decode_mean(z.reshape(batch * num_steps, -1))  # [B S, ...]
-        return images.reshape(batch, num_steps, *images.shape[1:])  # [B, S, ...]
+        images = self.decode_mean(z.reshape(batch * num_steps, -1))  # [B num_steps, ...]
+        return images.reshape(batch, num_steps, *images.shape[1:])  # [B, num_steps, ...]

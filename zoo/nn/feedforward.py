@@ -90,12 +90,12 @@ class FeedForward(nn.Module):
         return jnp.asarray(self.param(name, init, shape, self.param_dtype), self.dtype)
 
     def _add_bias(self, y: Array, name: str, axis_name: str) -> Array:
-        """y: [B, T, X] plus a learned [X] bias when ``use_bias``; else y unchanged."""
+        """y: [B, T, F or D] plus a learned [F or D] bias when ``use_bias``; else unchanged."""
         if not self.use_bias:
             return y
         init = nn.with_logical_partitioning(self.bias_init, (axis_name,))
-        bias = self.param(name, init, (y.shape[-1],), self.param_dtype)  # [X]
-        return y + jnp.asarray(bias, self.dtype)[None, None, :]  # [B, T, X]
+        bias = self.param(name, init, (y.shape[-1],), self.param_dtype)  # [F or D]
+        return y + jnp.asarray(bias, self.dtype)[None, None, :]  # [B, T, F or D]
 
     @nn.compact
     def __call__(self, x: Array, *, deterministic: bool = True) -> Array:

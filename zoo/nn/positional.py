@@ -1,7 +1,7 @@
 """Positional encodings: sinusoidal and learned tables, and rotary embeddings.
 
-Glossary: B batch, T length, D model width (features), L table length
-(max_len), N heads, H head dim.
+Glossary: B batch, T length, D model width (features), N query heads, H head dim;
+the position tables are [max_len, D].
 
 ``SinusoidalEmbedding`` and ``LearnedPositionalEmbedding`` return ``[B, T, D]``
 vectors that the caller adds to the token embeddings; ``POSITIONAL`` picks one
@@ -32,7 +32,7 @@ Initializer = nn.initializers.Initializer
 
 
 def sinusoidal_table(length: int, d: int, max_timescale: float = 10000.0) -> np.ndarray:
-    """The [L, D] float32 table of "Attention Is All You Need" §3.5.
+    """The [T, D] float32 table (T = length) of "Attention Is All You Need" §3.5.
 
     PE[pos, 2i] = sin(pos / max_timescale^(2i/d)) and PE[pos, 2i+1] = cos(same
     angle): sin and cos interleaved, as in the paper (tensor2tensor concatenates
@@ -46,12 +46,12 @@ def sinusoidal_table(length: int, d: int, max_timescale: float = 10000.0) -> np.
         raise ValueError(f"d must be a positive width, got {d}")
     if max_timescale <= 0:
         raise ValueError(f"max_timescale must be positive, got {max_timescale}")
-    pos = np.arange(length, dtype=np.float64)  # [L]
+    pos = np.arange(length, dtype=np.float64)  # [T]
     col = np.arange(d)  # [D]
     two_i = col - col % 2  # [D]: the 2i shared by columns 2i and 2i + 1
     inv_timescale = max_timescale ** (-two_i / d)  # [D]
-    angle = pos[:, None] * inv_timescale[None, :]  # [L, D]
-    table = np.where(col % 2 == 0, np.sin(angle), np.cos(angle))  # [L, D]
+    angle = pos[:, None] * inv_timescale[None, :]  # [T, D]
+    table = np.where(col % 2 == 0, np.sin(angle), np.cos(angle))  # [T, D]
     return table.astype(np.float32)
 
 
@@ -72,7 +72,7 @@ class SinusoidalEmbedding(nn.Module):
     """Fixed sinusoidal position vectors; no parameters.
 
     Attributes:
-      max_len: number of table rows L; positions must lie in [0, L).
+      max_len: number of table rows; positions must lie in [0, max_len).
       features: model width D.
       max_timescale: the 10000 of the paper.
       dtype: output dtype.
@@ -90,16 +90,16 @@ class SinusoidalEmbedding(nn.Module):
     def __call__(self, positions: Array) -> Array:
         """positions: [B, T] integer -> [B, T, D]."""
         _check_positions(positions, self.max_len)
-        table = sinusoidal_table(self.max_len, self.features, self.max_timescale)  # [L, D]
+        table = sinusoidal_table(self.max_len, self.features, self.max_timescale)  # [max_len, D]
         x = take_rows(jnp.asarray(table, self.dtype), jnp.asarray(positions))  # [B, T, D]
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """A learned [L, D] table of position vectors (BERT, GPT-2).
+    """A learned [max_len, D] table of position vectors (BERT, GPT-2).
 
     Attributes:
-      max_len: number of table rows L; positions must lie in [0, L).
+      max_len: number of table rows; positions must lie in [0, max_len).
       features: model width D.
       dtype: output dtype.
       param_dtype: table dtype.
@@ -125,7 +125,7 @@ class LearnedPositionalEmbedding(nn.Module):
         table = self.param(
             "embedding",
             nn.with_logical_partitioning(self.embedding_init, (None, "embed")),
-            (self.max_len, self.features),  # [L, D]
+            (self.max_len, self.features),  # [max_len, D]
             self.param_dtype,
         )
         x = take_rows(jnp.asarray(table, self.dtype), jnp.asarray(positions))  # [B, T, D]

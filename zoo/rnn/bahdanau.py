@@ -1,6 +1,6 @@
 """The Bahdanau-style attention decoder: attend with s_{t-1}, feed the context in.
 
-Glossary: B batch, T target length, S source length, E embed_dim, H hidden_dim,
+Glossary: B batch, T target length, S source length, E embed_dim, R hidden_dim,
 M memory width, V tgt_vocab_size.
 
 Bahdanau, Cho, Bengio. Neural Machine Translation by Jointly Learning to Align
@@ -14,9 +14,12 @@ s_{t-1} (top layer's output; s_0 from the bridge) and encoder states h_i:
     s~_t    = tanh(W_o [s_t; c_t; E y_{t-1}])   readout, g(y_{t-1}, s_t, c_t) (eq. 4)
     p(y_t)  = softmax(W_y s~_t)
 
-Differences from the paper, kept small on purpose: the readout uses tanh
-rather than a maxout layer (appendix A.2.2), and any score of
-zoo.attention.SCORES may replace the additive one (the presets use additive).
+Departures from the paper, kept small on purpose (README, "Where zoo departs
+from the papers"): the readout uses tanh rather than maxout (appendix A.2.2);
+the GRU (cell='gru', both Bahdanau presets) is flax's reset-after GRUCell,
+r * (U s_{t-1} + b), where appendix A.1.1 resets before the matmul,
+U [r o s_{t-1}]; any score of zoo.attention.SCORES may replace the additive one
+(the presets use additive).
 """
 
 from __future__ import annotations
@@ -54,15 +57,15 @@ class BahdanauStep(nn.Module):
 
     def __call__(self, carry: DecoderCarry, x: jax.Array, memory: EncoderOutput, *,
                  deterministic: bool = True):
-        # x [B, E] -> carry, (s~_t [B, H], alpha_t [B, S])
-        query = hidden_of(self.config.cell, carry.rnn[-1])  # s_{t-1} [B, H]
+        # x [B, E] -> carry, (s~_t [B, R], alpha_t [B, S])
+        query = hidden_of(self.config.cell, carry.rnn[-1])  # s_{t-1} [B, R]
         scores = self.score(query[:, None, :], memory.states)  # [B, 1, S]
         context, weights = attend(scores, memory.states, memory.mask[:, None, :])  # [B, 1, M]
         context = context[:, 0].astype(x.dtype)  # [B, M]
         inputs = jnp.concatenate([x, context], axis=-1)  # [B, E + M]
-        rnn, s = self.stack(carry.rnn, inputs, deterministic=deterministic)  # [B, H]
-        readout = jnp.concatenate([s.astype(x.dtype), context, x], axis=-1)  # [B, H + M + E]
-        readout = jnp.tanh(self.readout(readout))  # [B, H]
+        rnn, s = self.stack(carry.rnn, inputs, deterministic=deterministic)  # [B, R]
+        readout = jnp.concatenate([s.astype(x.dtype), context, x], axis=-1)  # [B, R + M + E]
+        readout = jnp.tanh(self.readout(readout))  # [B, R]
         return DecoderCarry(rnn, None), (readout, weights[:, 0])
 
 
@@ -88,6 +91,6 @@ class BahdanauDecoder(nn.Module):
         check_tokens(tokens)
         x = self.dropout(self.embed(tokens), deterministic=deterministic)  # [B, T, E]
         carry, (readout, weights) = scan_steps(
-            self.step, carry, x, memory, deterministic=deterministic)  # [B, T, H], [B, T, S]
+            self.step, carry, x, memory, deterministic=deterministic)  # [B, T, R], [B, T, S]
         readout = self.dropout(readout, deterministic=deterministic)
         return DecoderOutput(self.project(readout), weights), carry

@@ -1,11 +1,14 @@
 """Bridges: the decoder's initial state from the encoder's final state.
 
-Glossary: B batch, M encoder width (memory), H decoder width, L layers.
+Glossary: B batch, M encoder width (memory), R decoder width, L layers.
 
-    copy   s_0 = h_final, layer by layer (Sutskever et al., 2014); needs M == H
+    copy   s_0 = h_final, layer by layer (Sutskever et al., 2014); needs M == R
     dense  s_0 = tanh(W h_final), one W per layer and per carry component
            (Bahdanau et al., 2015, appendix A.2.2: s_0 = tanh(W_s h_1), here on the
            concatenated forward/backward state of each layer)
+
+Departure from the paper (README, "Where zoo departs from the papers"): the
+paper's W_s sees only the backward state h<-_1; ours sees both directions.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ class CopyBridge(nn.Module):
     param_dtype: Any = jnp.float32
 
     def __call__(self, final: tuple[Carry, ...]) -> tuple[Carry, ...]:
-        return final  # leaves [B, M] with M == H (checked by the config)
+        return final  # leaves [B, M] with M == R (checked by the config)
 
 
 class DenseBridge(nn.Module):
-    """tanh(W h) for every leaf of every layer's final carry: [B, M] -> [B, H]."""
+    """tanh(W h) for every leaf of every layer's final carry: [B, M] -> [B, R]."""
 
     features: int
     dtype: Any = jnp.float32
@@ -45,7 +48,7 @@ class DenseBridge(nn.Module):
             leaves, treedef = jax.tree.flatten(carry)  # (c, h) for an LSTM, h otherwise
             mapped = [
                 jnp.tanh(dense(self.features, dtype=self.dtype, param_dtype=self.param_dtype,
-                               name=f"layer{layer}_{k}")(leaf)).astype(self.dtype)  # [B, H]
+                               name=f"layer{layer}_{k}")(leaf)).astype(self.dtype)  # [B, R]
                 for k, leaf in enumerate(leaves)
             ]
             out.append(jax.tree.unflatten(treedef, mapped))

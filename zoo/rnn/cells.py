@@ -1,17 +1,18 @@
 """Flax's own RNN cells with logical axis names, stacked into layers.
 
-Glossary: B batch, T time (S for the encoder), E input width, H cell width,
+Glossary: B batch, T time (S for the encoder), E input width, R cell (state) width,
 L layers.
 
 The cells are `flax.linen`'s `SimpleCell` (vanilla Elman RNN), `OptimizedLSTMCell`
 (parameter-compatible with `LSTMCell`, one fused matmul per step) and `GRUCell`;
-nothing here re-implements a cell. `make_cell` only wraps their initializers
-with logical axis names so the sharding rules can place them:
+nothing here re-implements a cell (so 'gru' is flax's reset-after form: README,
+"Where zoo departs from the papers"). `make_cell` only wraps their initializers with
+logical axis names so the sharding rules can place them:
 
-    input kernels      [E, H]  ('embed', 'mlp')      E = whatever feeds the cell
-    recurrent kernels  [H, H]  ('recurrent', 'mlp')  one name may appear only once
+    input kernels      [E, R]  ('embed', 'mlp')      E = whatever feeds the cell
+    recurrent kernels  [R, R]  ('recurrent', 'mlp')  one name may appear only once
                                                      per param in flax's rules
-    biases             [H]     ('mlp',)
+    biases             [R]     ('mlp',)
 
 Two ways to run a stack of L layers, sharing these cells:
   * `RNNStack`  a whole sequence, one `nn.RNN` (a scan) per layer, optionally
@@ -33,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-Carry = Any  # one cell's carry: [B, H] (rnn, gru) or a (c, h) pair of them (lstm)
+Carry = Any  # one cell's carry: [B, R] (rnn, gru) or a (c, h) pair of them (lstm)
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
     "rnn": nn.SimpleCell,
@@ -64,12 +65,12 @@ def make_cell(kind: str, features: int, *, dtype, param_dtype, name: str | None 
 
 
 def hidden_of(kind: str, carry: Carry) -> jax.Array:
-    """The output h [B, H] held in a carry of a `kind` cell."""
+    """The output h [B, R] held in a carry of a `kind` cell."""
     return _HIDDEN[kind](carry)
 
 
 def zero_carry(kind: str, batch: int, features: int, dtype) -> Carry:
-    """An all-zero carry of a `kind` cell, every leaf [B, H] in `dtype`."""
+    """An all-zero carry of a `kind` cell, every leaf [B, R] in `dtype`."""
     cell = CELLS[kind](features=features, parent=None)
     # The cells' carry_init is zeros, so the key is never used for values.
     carry = cell.initialize_carry(jax.random.key(0), (batch, features))
@@ -77,7 +78,7 @@ def zero_carry(kind: str, batch: int, features: int, dtype) -> Carry:
 
 
 def concat_carries(forward: Carry, backward: Carry) -> Carry:
-    """Bidirectional final states, leaf by leaf: [B, H] x 2 -> [B, 2H]."""
+    """Bidirectional final states, leaf by leaf: [B, R] x 2 -> [B, 2R]."""
     return jax.tree.map(lambda f, b: jnp.concatenate([f, b], axis=-1), forward, backward)
 
 
@@ -95,7 +96,7 @@ class RNNStack(nn.Module):
     """L recurrent layers over a whole sequence, dropout between layers.
 
     A bidirectional layer has `features` units per direction and outputs their
-    concatenation [B, T, 2H]; its final state is the concatenation too. Param
+    concatenation [B, T, 2R]; its final state is the concatenation too. Param
     names: `layers_{i}` (unidirectional); `forward_rnn`, `backward_rnn` for the
     first bidirectional layer, then `forward_rnn_{i}`, `backward_rnn_{i}`.
     """
@@ -133,7 +134,7 @@ class RNNStack(nn.Module):
         *,
         deterministic: bool = True,
     ) -> tuple[jax.Array, tuple[Carry, ...]]:
-        """x [B, T, E] -> (outputs [B, T, H or 2H], final carry per layer).
+        """x [B, T, E] -> (outputs [B, T, R or 2R], final carry per layer).
 
         `initial_carries` (one per layer; zeros if None) is for unidirectional
         stacks only; `seq_lengths` [B] selects each row's final state.
@@ -142,16 +143,16 @@ class RNNStack(nn.Module):
         finals = []
         for i, layer in enumerate(self.layers):
             if i > 0:
-                x = self.dropout(x, deterministic=deterministic)  # [B, T, H or 2H]
+                x = self.dropout(x, deterministic=deterministic)  # [B, T, R or 2R]
             if self.bidirectional:
                 zero = zero_carry(self.cell, batch, self.features, self.dtype)
                 (fwd, bwd), x = layer(x, initial_carry=(zero, zero), seq_lengths=seq_lengths)
-                finals.append(concat_carries(fwd, bwd))  # leaves [B, 2H]
+                finals.append(concat_carries(fwd, bwd))  # leaves [B, 2R]
             else:
                 carry = (zero_carry(self.cell, batch, self.features, self.dtype)
                          if initial_carries is None else initial_carries[i])
                 carry, x = layer(x, initial_carry=carry, seq_lengths=seq_lengths)
-                finals.append(carry)  # leaves [B, H]
+                finals.append(carry)  # leaves [B, R]
         return x, tuple(finals)
 
 
@@ -174,11 +175,11 @@ class CellStack(nn.Module):
     def __call__(
         self, carries: tuple[Carry, ...], x: jax.Array, *, deterministic: bool = True
     ) -> tuple[tuple[Carry, ...], jax.Array]:
-        """(carry per layer, x [B, E]) -> (new carry per layer, top output [B, H])."""
+        """(carry per layer, x [B, E]) -> (new carry per layer, top output [B, R])."""
         new = []
         for i, (cell, carry) in enumerate(zip(self.cells, carries, strict=True)):
             if i > 0:
-                x = self.dropout(x, deterministic=deterministic)  # [B, H]
-            carry, x = cell(carry, x)  # x [B, H]
+                x = self.dropout(x, deterministic=deterministic)  # [B, R]
+            carry, x = cell(carry, x)  # x [B, R]
             new.append(carry)
         return tuple(new), x

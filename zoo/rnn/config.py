@@ -6,8 +6,9 @@ the field, its value and what is allowed, so a bad sweep fails before tracing.
 
 Widths (glossary letters used in the model files):
     E  embed_dim            token embedding width (encoder and decoder)
-    H  hidden_dim           decoder state width; also the attentional vector width
+    R  hidden_dim           decoder state width; also the attentional vector width
     M  memory_dim           encoder state width = encoder_hidden_dim x (2 if bidirectional)
+    A  attention_hidden     hidden width of the concat/additive scores (None: R)
 
 Which decoder is built (`decoder_kind`):
     attention=None                         'plain'          Sutskever et al. (2014)
@@ -77,7 +78,7 @@ class Seq2SeqConfig:
     encoder_hidden_dim: int | None = None
     bidirectional: bool = False
     attention: str | None = None  # None (plain seq2seq) or a key of zoo.attention.SCORES
-    attention_hidden: int | None = None  # tanh-layer width of concat/additive; None = H
+    attention_hidden: int | None = None  # tanh-layer width A; None = R
     style: str = "luong"  # 'luong' | 'bahdanau'; used only with attention
     input_feeding: bool = False  # Luong's s~_{t-1} fed to the next step's input
     bridge: str = "copy"  # how the encoder state starts the decoder: zoo.rnn.bridge.BRIDGES

@@ -1,6 +1,6 @@
 """The decoder interface, shared pieces, and the plain (Sutskever) decoder.
 
-Glossary: B batch, T target length, S source length, E embed_dim, H hidden_dim,
+Glossary: B batch, T target length, S source length, E embed_dim, R hidden_dim,
 M memory width, V tgt_vocab_size, L layers.
 
 Every decoder is one function of a chunk of target tokens:
@@ -41,8 +41,8 @@ from zoo.rnn.layers import OutputProjection
 class DecoderCarry(NamedTuple):
     """The decoder's recurrent state; every leaf has leading dim B."""
 
-    rnn: tuple[Carry, ...]  # one cell carry per layer, leaves [B, H]
-    feed: jax.Array | None  # [B, H] Luong's s~_{t-1} with input feeding, else None
+    rnn: tuple[Carry, ...]  # one cell carry per layer, leaves [B, R]
+    feed: jax.Array | None  # [B, R] Luong's s~_{t-1} with input feeding, else None
 
 
 class DecoderOutput(NamedTuple):
@@ -110,6 +110,6 @@ class PlainDecoder(nn.Module):
         # tokens [B, T] -> logits [B, T, V]
         check_tokens(tokens)
         x = self.dropout(self.embed(tokens), deterministic=deterministic)  # [B, T, E]
-        h, rnn = self.stack(x, carry.rnn, deterministic=deterministic)  # [B, T, H]
+        h, rnn = self.stack(x, carry.rnn, deterministic=deterministic)  # [B, T, R]
         h = self.dropout(h, deterministic=deterministic)
         return DecoderOutput(self.project(h), None), DecoderCarry(rnn, None)

@@ -22,9 +22,10 @@ import jax
 import jax.numpy as jnp
 
 from zoo.attention.masks import padding_mask
-from zoo.nn.embed import Embed, concrete_value
+from zoo.nn.embed import Embed
 from zoo.rnn.cells import Carry, RNNStack
 from zoo.rnn.config import Seq2SeqConfig
+from zoo.seq2seq import source_lengths
 
 
 class EncoderOutput(NamedTuple):
@@ -33,22 +34,6 @@ class EncoderOutput(NamedTuple):
     states: jax.Array  # [B, S, M] hidden state at every source position
     final: tuple[Carry, ...]  # one carry per layer, leaves [B, M]
     mask: jax.Array  # [B, S] bool, True on real (non-padding) source tokens
-
-
-def check_source(src, src_lengths) -> None:
-    """Shapes of the source and, when concrete, the range of its lengths."""
-    if jnp.ndim(src) != 2:
-        raise ValueError(f"src must be 2-D [B, S] token ids, got shape {jnp.shape(src)}")
-    batch, length = jnp.shape(src)
-    if jnp.shape(src_lengths) != (batch,):
-        raise ValueError(f"src_lengths must be [B] = [{batch}], got shape "
-                         f"{jnp.shape(src_lengths)}")
-    if not jnp.issubdtype(jnp.asarray(src_lengths).dtype, jnp.integer):
-        raise TypeError(f"src_lengths must be integers, got dtype {jnp.asarray(src_lengths).dtype}")
-    values = concrete_value(src_lengths)
-    if values is not None and values.size and (values.min() < 1 or values.max() > length):
-        raise ValueError(f"src_lengths must lie in [1, S] = [1, {length}], got values in "
-                         f"[{values.min()}, {values.max()}]")
 
 
 class Encoder(nn.Module):
@@ -68,7 +53,7 @@ class Encoder(nn.Module):
     def __call__(self, src: jax.Array, src_lengths: jax.Array, *,
                  deterministic: bool = True) -> EncoderOutput:
         # src [B, S] int, src_lengths [B] int
-        check_source(src, src_lengths)
+        src_lengths = source_lengths(src, src_lengths)  # checked: ints in [1, S]
         x = self.embed(src)  # [B, S, E]
         x = self.dropout(x, deterministic=deterministic)
         states, final = self.stack(x, seq_lengths=src_lengths,

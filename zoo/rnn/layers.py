@@ -1,13 +1,14 @@
 """Dense layers of the seq2seq models, with logical axis names.
 
-Glossary: B batch, T time, H hidden width, V vocabulary, F any input width.
+Glossary: B batch, T time, E input width, R hidden (state) width, V vocabulary.
 
-    dense(H)            kernel [F, H] ('embed', 'mlp'), bias [H] ('mlp',)
-    OutputProjection    kernel [H, V] ('mlp', 'vocab'), bias [V] ('vocab',)
+    dense(R)            kernel [E, R] ('embed', 'mlp'), bias [R] ('mlp',)
+    OutputProjection    kernel [R, V] ('mlp', 'vocab'), bias [V] ('vocab',)
 
 `OutputProjection` returns float32 logits whatever the compute dtype: the
 matmul accumulates in float32 (`preferred_element_type`) because the logits
-feed a softmax and a loss.
+feed a softmax and a loss. Its bias departs from Luong et al. (2015) eq. 6
+(README, "Where zoo departs from the papers").
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ class OutputProjection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        # x [B, T, H] -> logits [B, T, V] float32
+        # x [B, T, R] -> logits [B, T, V] float32
         kernel = self.param(
             "kernel",
             nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("mlp", "vocab")),
             (x.shape[-1], self.vocab_size),
             self.param_dtype,
-        )  # [H, V]
+        )  # [R, V]
         bias = self.param(
             "bias",
             nn.with_logical_partitioning(nn.initializers.zeros_init(), ("vocab",)),
@@ -57,7 +58,7 @@ class OutputProjection(nn.Module):
             self.param_dtype,
         )  # [V]
         x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
-        logits = jnp.einsum("BTH,HV->BTV", x, kernel,
+        logits = jnp.einsum("BTR,RV->BTV", x, kernel,
                             preferred_element_type=jnp.float32)  # [B, T, V]
         logits = logits + bias.astype(jnp.float32).reshape(1, 1, -1)  # [B, T, V]
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))

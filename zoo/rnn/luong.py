@@ -1,6 +1,6 @@
 """Luong-style global attention decoders, with and without input feeding.
 
-Glossary: B batch, T target length, S source length, E embed_dim, H hidden_dim,
+Glossary: B batch, T target length, S source length, E embed_dim, R hidden_dim,
 M memory width, V tgt_vocab_size.
 
 Luong, Pham, Manning. Effective Approaches to Attention-based Neural Machine
@@ -17,6 +17,9 @@ Input feeding (sec. 3.3) concatenates s~_{t-1} to the input at step t, so the
 model knows its past alignment; it makes the recurrence depend on attention,
 so that decoder steps through time with `scan_steps` while the plain Luong
 decoder runs its RNN over the whole chunk first and attends for all T at once.
+
+Departure from the paper (README, "Where zoo departs from the papers"): the
+output projection W_y has a bias; eq. 6 has none.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from zoo.rnn.layers import OutputProjection, dense
 
 
 class LuongAttention(nn.Module):
-    """(s_t [B, T, H], memory) -> (s~_t [B, T, H], alpha_t [B, T, S])."""
+    """(s_t [B, T, R], memory) -> (s~_t [B, T, R], alpha_t [B, T, S])."""
 
     config: Seq2SeqConfig
 
@@ -54,8 +57,8 @@ class LuongAttention(nn.Module):
     def __call__(self, h: jax.Array, memory: EncoderOutput) -> tuple[jax.Array, jax.Array]:
         scores = self.score(h, memory.states)  # [B, T, S] float32
         context, weights = attend(scores, memory.states, memory.mask[:, None, :])  # [B, T, M]
-        v = jnp.concatenate([context, h.astype(context.dtype)], axis=-1)  # [B, T, M + H]
-        return jnp.tanh(self.combine(v)), weights  # [B, T, H], [B, T, S]
+        v = jnp.concatenate([context, h.astype(context.dtype)], axis=-1)  # [B, T, M + R]
+        return jnp.tanh(self.combine(v)), weights  # [B, T, R], [B, T, S]
 
 
 class LuongDecoder(nn.Module):
@@ -82,8 +85,8 @@ class LuongDecoder(nn.Module):
         # tokens [B, T] -> logits [B, T, V], attention [B, T, S]
         check_tokens(tokens)
         x = self.dropout(self.embed(tokens), deterministic=deterministic)  # [B, T, E]
-        h, rnn = self.stack(x, carry.rnn, deterministic=deterministic)  # [B, T, H]
-        attentional, weights = self.attention(h, memory)  # [B, T, H], [B, T, S]
+        h, rnn = self.stack(x, carry.rnn, deterministic=deterministic)  # [B, T, R]
+        attentional, weights = self.attention(h, memory)  # [B, T, R], [B, T, S]
         attentional = self.dropout(attentional, deterministic=deterministic)
         return DecoderOutput(self.project(attentional), weights), DecoderCarry(rnn, None)
 
@@ -102,11 +105,11 @@ class LuongFeedingStep(nn.Module):
 
     def __call__(self, carry: DecoderCarry, x: jax.Array, memory: EncoderOutput, *,
                  deterministic: bool = True):
-        # x [B, E] -> carry, (s~_t [B, H], alpha_t [B, S])
-        x = jnp.concatenate([x, carry.feed.astype(x.dtype)], axis=-1)  # [B, E + H]
-        rnn, h = self.stack(carry.rnn, x, deterministic=deterministic)  # [B, H]
-        attentional, weights = self.attention(h[:, None, :], memory)  # [B, 1, H], [B, 1, S]
-        attentional = attentional[:, 0]  # [B, H]
+        # x [B, E] -> carry, (s~_t [B, R], alpha_t [B, S])
+        x = jnp.concatenate([x, carry.feed.astype(x.dtype)], axis=-1)  # [B, E + R]
+        rnn, h = self.stack(carry.rnn, x, deterministic=deterministic)  # [B, R]
+        attentional, weights = self.attention(h[:, None, :], memory)  # [B, 1, R], [B, 1, S]
+        attentional = attentional[:, 0]  # [B, R]
         return DecoderCarry(rnn, attentional), (attentional, weights[:, 0])
 
 
@@ -126,7 +129,7 @@ class LuongFeedingDecoder(nn.Module):
     def initial_carry(self, rnn: tuple[Carry, ...]) -> DecoderCarry:
         batch = jax.tree.leaves(rnn)[0].shape[0]
         # s~_0 = 0: there is no attentional vector before the first step.
-        feed = zero_carry("rnn", batch, self.config.hidden_dim, self.config.dtype)  # [B, H]
+        feed = zero_carry("rnn", batch, self.config.hidden_dim, self.config.dtype)  # [B, R]
         return DecoderCarry(rnn, feed)
 
     def __call__(self, memory: EncoderOutput, carry: DecoderCarry, tokens: jax.Array, *,
@@ -135,6 +138,6 @@ class LuongFeedingDecoder(nn.Module):
         check_tokens(tokens)
         x = self.dropout(self.embed(tokens), deterministic=deterministic)  # [B, T, E]
         carry, (attentional, weights) = scan_steps(
-            self.step, carry, x, memory, deterministic=deterministic)  # [B, T, H], [B, T, S]
+            self.step, carry, x, memory, deterministic=deterministic)  # [B, T, R], [B, T, S]
         attentional = self.dropout(attentional, deterministic=deterministic)
         return DecoderOutput(self.project(attentional), weights), carry

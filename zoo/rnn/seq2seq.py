@@ -1,6 +1,6 @@
 """`Seq2Seq`: encoder + bridge + decoder, for teacher forcing and step-by-step decoding.
 
-Glossary: B batch, S source length, T target length, V tgt_vocab_size.
+Glossary: B batch, S source length, T target length, M memory width, V tgt_vocab_size.
 
 It implements the encoder–decoder interface of `zoo.seq2seq` (shared with the
 Transformer's `EncoderDecoder`):

@@ -1,7 +1,7 @@
 """Data bundles for the training loop, built from the config's ``data`` section.
 
-Glossary: B batch, S source length, T target length, L LM sequence length;
-``...`` is one example's array shape (H, W, C for images).
+Glossary: B batch, S source length, T target length (an LM's sequence length);
+``...`` is one example's array shape ((Y, X, C) for images: height, width, channels).
 
 Every dataset goes through one path: ``zoo.data.sources.data_source`` (TFDS,
 array_record, no TensorFlow; zoo's own datasets are prepared locally on first
@@ -105,9 +105,16 @@ def _source(config, workdir: str, split: str):
                                builder_kwargs=kwargs)
 
 
-def _texts(source, field: str, limit: int = 200_000):
-    for i in range(min(len(source), limit)):
-        yield tokenizers.as_text(source[i][field])
+def _texts(source, field: str, limit: int = 200_000, chunk: int = 4096):
+    """The ``field`` text of the first ``limit`` records; TFDS sources are read a chunk of
+    records per call (one record per call is ~6x slower on a 100k-record corpus)."""
+    total = min(len(source), limit)
+    for start in range(0, total, chunk):
+        keys = range(start, min(start + chunk, total))
+        records = (source.__getitems__(list(keys)) if hasattr(source, "__getitems__")
+                   else [source[i] for i in keys])
+        for record in records:
+            yield tokenizers.as_text(record[field])
 
 
 def _tokenizers(config, workdir: str, train):

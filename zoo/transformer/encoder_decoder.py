@@ -192,9 +192,7 @@ class EncoderDecoder(nn.Module):
     def encode(self, src: Array, src_lengths: Array | None = None, *,
                deterministic: bool = True) -> EncoderMemory:
         """src: [B, S] int, src_lengths: [B] (None: all real) -> EncoderMemory."""
-        if src.ndim != 2:
-            raise ValueError(f"src must be [B, S] token ids, got shape {src.shape}")
-        lengths = source_lengths(src, src_lengths)  # [B]
+        lengths = source_lengths(src, src_lengths)  # [B], checked
         return EncoderMemory(self.encoder(src, lengths, deterministic=deterministic), lengths)
 
     def decode(self, memory: EncoderMemory, tgt: Array, *, lengths: Array | None = None,
@@ -210,7 +208,7 @@ class EncoderDecoder(nn.Module):
 
         The creating call writes nothing and advances nothing; under jit its
         forward pass is dead code, so only the zeroed cache is computed."""
-        tokens = jnp.zeros((memory.states.shape[0], max_len), jnp.int32)  # [B, L]
+        tokens = jnp.zeros((memory.states.shape[0], max_len), jnp.int32)  # [B, T]
         self.decoder(tokens, memory.states, memory.lengths, decode=True)
 
     def decode_step(self, memory: EncoderMemory, carry: None,

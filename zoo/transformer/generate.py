@@ -1,6 +1,7 @@
 """Decoder-only generation with a KV cache through the shared ``zoo.decoding`` module.
 
-Glossary: B batch, P prompt length, L cache length, V vocabulary, W beam size.
+Glossary: B batch, P prompt length, S cache length (keys), T new tokens (max_new_tokens),
+V vocabulary, W beam size.
 
     out = generate_lm(lm, params, prompt, prompt_lengths, max_new_tokens=64, eos_id=2)
 
@@ -37,7 +38,7 @@ def init_cache(model: DecoderLM, batch: int, length: int) -> Any:
 
     Built from shapes alone (``jax.eval_shape``): no parameters are initialised.
     """
-    tokens = jnp.zeros((batch, length), jnp.int32)  # [B, L]
+    tokens = jnp.zeros((batch, length), jnp.int32)  # [B, S]
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, decode=True)["cache"])
     return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
@@ -97,8 +98,8 @@ def generate_lm(model: DecoderLM, params: Any, prompt: Array, prompt_lengths: Ar
                 key: Array | None = None, **options: Any) -> Output:
     """Continues right-padded prompts [B, P] (``prompt_lengths`` [B] >= 1 real tokens).
 
-    method 'greedy' -> DecodeOutput(tokens [B, max_new_tokens], lengths [B], scores [B]);
-    'beam' -> BeamSearchOutput(tokens [B, K, max_new_tokens], ...) with options
+    method 'greedy' -> DecodeOutput(tokens [B, T], lengths [B], scores [B]);
+    'beam' -> BeamSearchOutput(tokens [B, W, T], ...) with options
     ``beam_size``, ``length_penalty`` (GNMT alpha; ``.best()`` for the top hypothesis);
     'sample' (needs ``key``) -> DecodeOutput, options ``temperature``, ``top_k``, ``top_p``.
     Tokens exclude the prompt.

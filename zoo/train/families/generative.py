@@ -1,7 +1,7 @@
 """The 'vae' and 'gan' families: generative models on arrays (images, or points in the plane).
 
-Glossary: B batch, N pictured examples, Z latent size, S interpolation steps;
-``...`` is one example: (H, W, C) for images, (2,) for points in the plane.
+Glossary: B batch, Z latent size; ``...`` is one example: (Y, X, C) for images
+(height, width, channels), (2,) for points in the plane.
 
 Batches are ``{'x': float32 [B, ...], 'mask': bool [B]}`` from
 ``zoo.train.data.array_data``: grey levels in [0, 1] for the VAE, scaled to
@@ -167,13 +167,13 @@ class VAEFamily(ArrayFamily):
                 plots.plot_points(_picture_path(workdir, "vae_samples", step), samples,
                                   reference=x, title=f"VAE samples, step {step}")
             return
-        recon = model.apply(variables, x, method=VAE.reconstruct)  # [n, H, W, C]
-        pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # [2n, H, W, C]
+        recon = model.apply(variables, x, method=VAE.reconstruct)  # [n, Y, X, C]
+        pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # [2n, Y, X, C]
         grids = {"vae_samples": (samples, 8), "vae_reconstructions": (pairs, 8)}
         k = min(NUM_INTERPOLATIONS, len(x) // 2)
         if k:
             path = model.apply(variables, x[:k], x[k:2 * k], INTERPOLATION_STEPS,
-                               method=VAE.interpolate)  # [k, S, H, W, C]
+                               method=VAE.interpolate)  # [k, num_steps, Y, X, C]
             grids["vae_interpolations"] = (path.reshape(-1, *x.shape[1:]), INTERPOLATION_STEPS)
         if jax.process_index() == 0:
             for name, (images, columns) in grids.items():
@@ -252,7 +252,7 @@ class GANFamily(ArrayFamily):
         latent = model.config.latent_dim
         if _is_image(model):
             noise = jax.random.normal(eval_key(_PICTURED_NOISE), (NUM_PICTURED, latent))
-            samples = generate(state.params, noise)  # [64, H, W, C]
+            samples = generate(state.params, noise)  # [64, Y, X, C]
             if jax.process_index() == 0:
                 _save_grid(_picture_path(workdir, "gan_samples", step), samples, 8,
                            data.extras["value_range"])
@@ -269,8 +269,8 @@ class GANFamily(ArrayFamily):
 
 
 def _coverage(samples: jax.Array) -> dict:
-    """How samples [N, 2] spread over the ring's modes; a mode needs a tenth of its fair share."""
-    centers = ring.mode_centers()  # [M, 2]
+    """How samples [B, 2] spread over the ring's modes; a mode needs a tenth of its fair share."""
+    centers = ring.mode_centers()  # [num_modes, 2]
     cover = ring.mode_coverage(samples, centers, threshold=3 * ring.DEFAULT_STD,
                                min_count=len(samples) // (10 * len(centers)))
     return {"modes_covered": cover.modes_covered, "high_quality": cover.high_quality}

@@ -80,7 +80,7 @@ class Seq2SeqFamily(Family):
         return make_eval_step(self.loss_fn(model))
 
     def decode(self, model, params, src, src_lengths) -> np.ndarray:
-        """The configured search on src [B, S] -> tokens [B, L] (the best hypothesis)."""
+        """The configured search on src [B, S] -> tokens [B, T] (the best hypothesis)."""
         ev = self.config.eval
         options = ({"beam_size": ev.beam_size, "length_penalty": ev.length_penalty}
                    if ev.method == "beam" else {})
@@ -95,7 +95,7 @@ class Seq2SeqFamily(Family):
         hypotheses, references, sources, first = [], [], [], None
         for src, src_lengths, refs, src_texts in data.eval_decode_batches(
                 self.config.eval.num_examples):
-            tokens = self.decode(model, state.params, src, src_lengths)  # [B, L]
+            tokens = self.decode(model, state.params, src, src_lengths)  # [B, T]
             hypotheses += [data.detokenize(row) for row in tokens]
             references += refs
             sources += src_texts
