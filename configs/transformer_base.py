@@ -48,9 +48,6 @@ def get_config(arg: str | None = None):
     if arg == "tiny":
         # Same recipe, tiny model and data, for the smoke test.
         make_tiny(c)
-        c.data.max_src_len = 32
-        c.data.max_tgt_len = 32
-        c.data.buckets = ()
     elif arg:
         raise ValueError(f"config argument {arg!r} unknown; allowed: 'tiny'")
     return c

@@ -74,7 +74,9 @@ def _tail(path, lines: int = 30) -> str:
 
 def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     workdir, logs = tmp_path / "run", tmp_path
-    processes = _two_processes(workdir, logs, heartbeat=30)
+    # One evaluation, at the end: decoding on parameters sharded over two processes runs
+    # collectives at every step, the slowest part of this test.
+    processes = _two_processes(workdir, logs, "--config.train.eval_every=6", heartbeat=30)
     try:
         codes = _wait(processes, timeout=400)
     finally:

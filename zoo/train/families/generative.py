@@ -159,26 +159,39 @@ class VAEFamily(ArrayFamily):
 
     def _pictures(self, model: VAE, params, x, data, workdir: str, step: int) -> None:
         """Prior samples; test examples x [n, ...] beside their reconstructions; interpolations."""
-        variables = {"params": params}
-        samples = model.apply(variables, eval_key(_PICTURED_NOISE), NUM_PICTURED,
-                              method=VAE.sample)  # [64, ...]
+        k = min(NUM_INTERPOLATIONS, len(x) // 2) if _is_image(model) else 0
+        samples, recon, path = _vae_pictures(model, k)(params, x)
         if not _is_image(model):
             if jax.process_index() == 0:
                 plots.plot_points(_picture_path(workdir, "vae_samples", step), samples,
                                   reference=x, title=f"VAE samples, step {step}")
             return
-        recon = model.apply(variables, x, method=VAE.reconstruct)  # [n, Y, X, C]
         pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # [2n, Y, X, C]
         grids = {"vae_samples": (samples, 8), "vae_reconstructions": (pairs, 8)}
-        k = min(NUM_INTERPOLATIONS, len(x) // 2)
         if k:
-            path = model.apply(variables, x[:k], x[k:2 * k], INTERPOLATION_STEPS,
-                               method=VAE.interpolate)  # [k, num_steps, Y, X, C]
             grids["vae_interpolations"] = (path.reshape(-1, *x.shape[1:]), INTERPOLATION_STEPS)
         if jax.process_index() == 0:
             for name, (images, columns) in grids.items():
                 _save_grid(_picture_path(workdir, name, step), images, columns,
                            data.extras["value_range"])
+
+
+@functools.lru_cache(maxsize=8)
+def _vae_pictures(model: VAE, pairs: int):
+    """(params, x [n, ...]) -> (prior samples [64, ...], reconstructions of x [n, ...],
+    interpolations between ``pairs`` pairs of x [pairs, num_steps, ...] or None), jitted."""
+
+    @jax.jit
+    def pictures(params, x):
+        variables = {"params": params}
+        samples = model.apply(variables, eval_key(_PICTURED_NOISE), NUM_PICTURED,
+                              method=VAE.sample)
+        recon = model.apply(variables, x, method=VAE.reconstruct)
+        path = model.apply(variables, x[:pairs], x[pairs:2 * pairs], INTERPOLATION_STEPS,
+                           method=VAE.interpolate) if pairs else None
+        return samples, recon, path
+
+    return pictures
 
 
 # --- GAN --------------------------------------------------------------------------------------
