@@ -27,7 +27,7 @@ def get_config(arg: str | None = None):
     c.optim.learning_rate = 3e-3
     c.optim.warmup_steps = 100
     c.optim.weight_decay = 0.01
-    # About 20 minutes on 2 CPU cores (the README's result); raise it on an accelerator.
+    # About 8 minutes on 2 CPU cores (the README's result); raise it on an accelerator.
     c.train.num_train_steps = 1000
     c.train.log_every = 100
     c.train.eval_every = 250

@@ -1,8 +1,9 @@
 """Two train.py processes on 127.0.0.1 (2 x 4 fake CPU devices) form one 8-device mesh.
 
 The first test trains the tiny date config on a global (data 2, fsdp 4) mesh,
-saves a checkpoint written by both processes together, then resumes it in one
-process with 8 devices. The second kills one process mid-run and checks that
+evaluates on the parameters spread over both processes, saves a checkpoint
+written by both processes together, then resumes it in one process with 8
+devices. The second kills one process mid-run and checks that
 the survivor exits with an error instead of hanging. Every wait is bounded;
 leftover processes are killed.
 """
@@ -74,9 +75,11 @@ def _tail(path, lines: int = 30) -> str:
 
 def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     workdir, logs = tmp_path / "run", tmp_path
-    # One evaluation, at the end: decoding on parameters sharded over two processes runs
-    # collectives at every step, the slowest part of this test.
-    processes = _two_processes(workdir, logs, "--config.train.eval_every=6", heartbeat=30)
+    # Four steps, one checkpoint and one evaluation, at the end: collectives between two
+    # processes (every FSDP step, every decoding step) are the slowest thing here.
+    processes = _two_processes(workdir, logs, "--config.train.num_train_steps=4",
+                               "--config.train.checkpoint_every=4",
+                               "--config.train.eval_every=4", heartbeat=30)
     try:
         codes = _wait(processes, timeout=400)
     finally:
@@ -84,23 +87,23 @@ def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     for i, code in enumerate(codes):
         assert code == 0, _tail(logs / f"process{i}.log")
 
-    step = workdir / "checkpoints" / "6"
+    step = workdir / "checkpoints" / "4"
     # Both processes wrote the sharded state together, each its own data position.
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(step / "data"))
     assert (step / "state").is_dir()
 
     single = _train_py(workdir, logs / "single.log", "--num_cpu_devices=8",
-                       "--config.train.num_train_steps=8")
+                       "--config.train.num_train_steps=6")
     try:
         (code,) = _wait([single], timeout=300)
     finally:
         _stop([single])
     out = open(logs / "single.log").read()
     assert code == 0, _tail(logs / "single.log")
-    assert "resumed from the checkpoint at step 6" in out
+    assert "resumed from the checkpoint at step 4" in out
     train = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     train = [r for r in train if r["split"] == "train"]
-    assert [r["step"] for r in train] == [2, 4, 6, 8]  # 1-6 by two processes, 7-8 by one
+    assert [r["step"] for r in train] == [2, 4, 6]  # 1-4 by two processes, 5-6 by one
 
 
 def test_when_one_process_dies_the_other_exits_with_an_error(tmp_path):
