@@ -14,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from zoo import distributed
+from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
 
@@ -64,7 +65,10 @@ def main(argv):
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
         heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds,
         initialization_timeout=FLAGS.initialization_timeout)
-    result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    try:
+        result = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except CheckpointMismatchError as err:  # another config's run: say so, touch nothing
+        raise SystemExit(f"train.py: {err}") from err
     print("final evaluation:", {k: round(v, 4) if isinstance(v, float) else v
                                 for k, v in result.items()})
 

@@ -270,3 +270,13 @@ def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(
     assert "restored step 3" in capsys.readouterr().out
     assert _fingerprint(tmp_path / "a") == before
     assert not os.path.exists(str(tmp_path / "a" / "checkpoints") + ".corrupt")
+
+
+def test_the_command_line_names_a_mismatch_and_moves_nothing(finished_run):
+    before = _fingerprint(finished_run)
+    proc = _run_cli(finished_run, "--config.model.hidden_dim=48")
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1, out
+    assert out.rstrip().splitlines()[-1].startswith("train.py: checkpoint step 6 in "), out
+    assert "nothing was moved" in out and "Traceback" not in out
+    assert _fingerprint(finished_run) == before
