@@ -27,11 +27,22 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TORCH_HINT = "torch is not installed: skipping the torch peers (pip install -e '.[bench]')"
 
 
+def cpu_model() -> str:
+    """The host CPU's model name (machines of one kind differ in it), or the architecture."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.machine()
+
+
 def environment() -> dict:
     """Device, versions and date: the stamp on every result file."""
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": str(jax.devices()[0].device_kind), "platform": jax.default_backend(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(), "machine": platform.machine(),
         "python": platform.python_version(), "jax": jax.__version__,
         "flax": flax.__version__, "optax": optax.__version__,

@@ -23,7 +23,6 @@ import datetime
 import glob
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -31,28 +30,10 @@ import subprocess
 import sys
 import time
 
+import common
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "runs")
-
-
-def _versions() -> dict:
-    import flax
-    import jax
-    import optax
-
-    return {"python": platform.python_version(), "jax": jax.__version__,
-            "flax": flax.__version__, "optax": optax.__version__}
-
-
-def _device() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"cpu ({cpu}, {os.cpu_count()} cores); 1 JAX CPU device"
 
 
 def _children_cpu_seconds() -> float:
@@ -81,10 +62,12 @@ def collect(name: str, workdir: str, flags: list[str], timing: dict | None) -> d
              for r in records if r["split"] == "eval"]
     train = [r for r in records if r["split"] == "train"]
     shown = " ".join(flags)
+    env = common.environment()
     record = {
         "date": datetime.date.today().isoformat(),
-        "device": _device(),
-        "versions": _versions(),
+        "device": f"{env['platform']} ({env['cpu']}, {env['cpu_count']} cores); "
+                  "1 JAX CPU device",
+        "versions": {k: env[k] for k in ("python", "jax", "flax", "optax")},
         "command": f".venv/bin/python train.py --config configs/{name}.py --workdir {workdir}"
                    + (f" {shown}" if shown else ""),
         **(timing or {}),

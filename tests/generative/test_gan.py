@@ -18,11 +18,15 @@ from zoo.train.state import TrainState, make_train_step
 KEY = jax.random.PRNGKey(0)
 
 
-def _gan_step(gan: GAN, tx):
-    """The 'gan' family's jitted train step (the loop's core step) and a fresh state."""
+def _family() -> GANFamily:
     config = config_lib.base_config()
     config.family, config.model.name = "gan", "gan_mlp_toy"
-    family = GANFamily(config_lib.validate(config))
+    return GANFamily(config_lib.validate(config))
+
+
+def _gan_step(gan: GAN, tx):
+    """The 'gan' family's jitted train step (the loop's core step) and a fresh state."""
+    family = _family()
     params = family.init_params(gan, {"params": KEY})
     state = TrainState.create(params, tx, jax.random.PRNGKey(7),  # donated with the state
                               groups=family.optimizer_groups)
@@ -92,9 +96,7 @@ def test_the_generator_phase_sees_the_updated_discriminator():
     """D first, then G against the D of this step: G's gradient changes when D moved."""
     gan = registry.build("gan_mlp_toy")
     batch = {"x": toy.ring_of_gaussians(KEY, 64)}
-    config = config_lib.base_config()
-    config.family, config.model.name = "gan", "gan_mlp_toy"
-    d_phase, g_phase = GANFamily(config_lib.validate(config)).phases(gan)
+    d_phase, g_phase = _family().phases(gan)
     state, step = _gan_step(gan, optax.adam(1e-2))
     after, _ = step(jax.tree.map(jnp.copy, state), batch)  # the step donates its input
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, 0), 1)  # the G phase's key
@@ -143,10 +145,7 @@ def test_gan_covers_every_mode_of_a_ring_of_gaussians():
     std, steps, batch = 0.1, 2500, 256
     gan = registry.build("gan_mlp_toy")
     state, _ = _gan_step(gan, optax.adam(1e-3, b1=0.5))
-    config = config_lib.base_config()
-    config.family, config.model.name = "gan", "gan_mlp_toy"
-    train_step = make_train_step(GANFamily(config_lib.validate(config)).phases(gan),
-                                 optax.constant_schedule(0.0))
+    train_step = make_train_step(_family().phases(gan), optax.constant_schedule(0.0))
     data = toy.ring_of_gaussians(jax.random.PRNGKey(1), steps * batch, std=std)
     data = data.reshape(steps, batch, 2)  # [steps, B, 2]
 

@@ -49,16 +49,11 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
-def checkpoint_folder(path: str) -> str:
-    """A run's checkpoint folder: ``<path>/checkpoints`` if it exists, else ``path``."""
-    folder = os.path.join(path, "checkpoints")
-    return folder if os.path.isdir(folder) else path
-
-
 def _restore_from(path: str, state):
     """The newest good checkpoint of another run, restored onto ``state``'s devices.
     The other run's folder is only read."""
-    folder = checkpoint_folder(path)
+    folder = os.path.join(path, "checkpoints")
+    folder = folder if os.path.isdir(folder) else path
     if not os.path.isdir(folder):
         raise ValueError(f"config key 'train.restore_from': {path!r} is not a directory")
     restored = checkpoints.read_latest(folder, state)

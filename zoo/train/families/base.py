@@ -120,10 +120,29 @@ class Family(abc.ABC):
 
     def eval_sums(self, model: nn.Module, state: TrainState, data: Bundle) -> dict:
         """The sums of ``eval_step`` over every evaluation batch; batch i gets the fixed
-        key ``eval_key(i)``."""
+        key ``eval_key(0, i)``."""
         step = self._sharded_eval_step(model)
         return state_lib.eval_sums(lambda i, batch: step(state.params, batch, eval_key(0, i)),
                                    data.eval_batches())
+
+
+class TokenFamily(Family):
+    """A family trained on next-token cross-entropy ('seq2seq', 'lm'): its one loss is the
+    train step and, run deterministically, the evaluation's token sums."""
+
+    @abc.abstractmethod
+    def loss_fn(self, model: nn.Module) -> LossFn:
+        """``(params, batch, rng, deterministic) -> (loss, token sums)``."""
+
+    def phases(self, model: nn.Module) -> LossFn:
+        return self.loss_fn(model)
+
+    def eval_step(self, model: nn.Module):
+        return state_lib.make_eval_step(self.loss_fn(model))
+
+    def token_metrics(self, model: nn.Module, state: TrainState, data: Bundle) -> dict:
+        """nll, perplexity and token accuracy on the evaluation batches."""
+        return metrics_lib.summarize(self.eval_sums(model, state, data))
 
 
 def eval_key(stream: int, index: int = 0) -> jax.Array:

@@ -16,9 +16,8 @@ import numpy as np
 from zoo.data.vocab import BOS_ID, EOS_ID
 from zoo.train import data as data_lib
 from zoo.train import losses
-from zoo.train import metrics as metrics_lib
-from zoo.train.families.base import Family
-from zoo.train.state import TrainState, make_eval_step
+from zoo.train.families.base import TokenFamily
+from zoo.train.state import TrainState
 from zoo.transformer import DecoderLM
 from zoo.transformer.generate import generate_lm
 
@@ -26,7 +25,7 @@ NUM_SAMPLES = 3  # samples printed per evaluation
 SAMPLE_TEMPERATURE = 0.8
 
 
-class LMFamily(Family):
+class LMFamily(TokenFamily):
     name = "lm"
     modules = (DecoderLM,)
 
@@ -53,14 +52,8 @@ class LMFamily(Family):
 
         return loss_fn
 
-    def phases(self, model):
-        return self.loss_fn(model)
-
-    def eval_step(self, model):
-        return make_eval_step(self.loss_fn(model))
-
     def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int) -> dict:
-        result = metrics_lib.summarize(self.eval_sums(model, state, data))
+        result = self.token_metrics(model, state, data)
         samples = self.samples(model, state.params, data, step)  # every process takes part
         for text in samples if jax.process_index() == 0 else ():
             print(f"  sample: {text!r}")

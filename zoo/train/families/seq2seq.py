@@ -20,34 +20,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo import seq2seq
+from zoo.attention.masks import padding_mask
 from zoo.data.vocab import BOS_ID, EOS_ID
 from zoo.rnn import Seq2Seq
 from zoo.train import data as data_lib
 from zoo.train import losses, plots
-from zoo.train import metrics as metrics_lib
-from zoo.train.families.base import Family
-from zoo.train.state import TrainState, make_eval_step
+from zoo.train.families.base import TokenFamily
+from zoo.train.state import TrainState
 from zoo.transformer import EncoderDecoder
 
 NUM_PRINTED = 3  # decoded examples printed per evaluation
 
 
-def dummy_batch(config) -> dict:
-    """A two-row batch with the configured lengths: all ``init`` needs is the shapes."""
-    src = np.full((2, config.data.max_src_len), 4, np.int32)
-    tgt = np.full((2, config.data.max_tgt_len), 4, np.int32)
-    return {"src": src, "src_lengths": np.asarray([config.data.max_src_len, 1], np.int32),
-            "tgt_in": tgt, "tgt_out": tgt,
-            "tgt_lengths": np.asarray([config.data.max_tgt_len, 1], np.int32)}
-
-
-def target_weights(batch: dict) -> jax.Array:
-    """[B, T] float32: 1 on the real positions of tgt_out."""
-    t = batch["tgt_out"].shape[1]
-    return (jnp.arange(t)[None, :] < batch["tgt_lengths"][:, None]).astype(jnp.float32)
-
-
-class Seq2SeqFamily(Family):
+class Seq2SeqFamily(TokenFamily):
     name = "seq2seq"
     modules = (Seq2Seq, EncoderDecoder)
 
@@ -58,9 +43,9 @@ class Seq2SeqFamily(Family):
         return module.vocab_fields(info["src"], info["tgt"]) if "src" in info else {}
 
     def init_params(self, model, rngs):
-        batch = dummy_batch(self.config)
-        return model.init(rngs, batch["src"], batch["tgt_in"],
-                          src_lengths=batch["src_lengths"])["params"]
+        s, t = self.config.data.max_src_len, self.config.data.max_tgt_len
+        src, tgt_in = np.full((2, s), 4, np.int32), np.full((2, t), 4, np.int32)  # shapes only
+        return model.init(rngs, src, tgt_in, src_lengths=np.asarray([s, 1], np.int32))["params"]
 
     def loss_fn(self, model):
         smoothing = self.config.optim.label_smoothing
@@ -69,15 +54,11 @@ class Seq2SeqFamily(Family):
             logits = model.apply({"params": params}, batch["src"], batch["tgt_in"],
                                  src_lengths=batch["src_lengths"], deterministic=deterministic,
                                  rngs={"dropout": rng}).logits  # [B, T, V]
-            return losses.token_loss(logits, batch["tgt_out"], target_weights(batch), smoothing)
+            weights = padding_mask(batch["tgt_lengths"], batch["tgt_out"].shape[1])  # [B, T]
+            return losses.token_loss(logits, batch["tgt_out"], weights.astype(jnp.float32),
+                                     smoothing)
 
         return loss_fn
-
-    def phases(self, model):
-        return self.loss_fn(model)
-
-    def eval_step(self, model):
-        return make_eval_step(self.loss_fn(model))
 
     def decode(self, model, params, src, src_lengths) -> np.ndarray:
         """The configured search on src [B, S] -> tokens [B, T] (the best hypothesis)."""
@@ -90,7 +71,7 @@ class Seq2SeqFamily(Family):
         return np.asarray(out.best().tokens if ev.method == "beam" else out.tokens)
 
     def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int) -> dict:
-        result = metrics_lib.summarize(self.eval_sums(model, state, data))
+        result = self.token_metrics(model, state, data)
 
         hypotheses, references, sources, first = [], [], [], None
         for src, src_lengths, refs, src_texts in data.eval_decode_batches(
