@@ -238,8 +238,8 @@ def main(argv=None):
         return rss_probe(args)
     if args.quick:
         args.B, args.N, args.H, args.gqa_kv_heads = 1, 2, 16, 1
-        args.lengths, args.grid_lengths, args.repeats = "64,200", "64", 1
-        args.rss_lengths, args.bwd_max_length = "", 200
+        args.lengths, args.grid_lengths, args.repeats = "64", "64", 1
+        args.rss_lengths, args.bwd_max_length = "", 64
         args.dtypes, args.modes = "float32", "fwd,fwd+bwd"
         args.kernels = "zoo.reference,zoo.xla,zoo.blockwise,zoo.auto"
     args.grid_lengths = [int(x) for x in args.grid_lengths.split(",")]

@@ -72,7 +72,7 @@ def setup(args, prompt_len: int, new_tokens: int):
     ks = jax.random.split(jax.random.key(0), 2)
     prompt = jax.random.randint(ks[0], (args.batch, prompt_len), 1, config.vocab_size,
                                 jnp.int32)  # [B, P]
-    params = model.init(ks[1], prompt[:, :1])["params"]
+    params = jax.jit(model.init)(ks[1], prompt[:, :1])["params"]
     return model, params, prompt
 
 

@@ -102,7 +102,7 @@ def seq2seq_step(name: str, config, b: int, s: int, t: int):
     src = random_tokens(ks[0], (b, s), config.src_vocab_size)  # [B, S]
     tgt = random_tokens(ks[1], (b, t + 1), config.tgt_vocab_size)  # [B, T + 1]
     batch = (src, jnp.full((b,), s, jnp.int32), tgt[:, :-1], tgt[:, 1:])
-    params = nn.meta.unbox(model.init(ks[2], src, batch[2], src_lengths=batch[1]))
+    params = nn.meta.unbox(jax.jit(model.init)(ks[2], src, batch[2], src_lengths=batch[1]))
 
     def loss_fn(params, batch):
         src, src_lengths, tgt_in, tgt_out = batch
@@ -118,7 +118,7 @@ def encoder_decoder_step(name: str, config, b: int, s: int, t: int):
     src = random_tokens(ks[0], (b, s), config.source_vocab_size)  # [B, S]
     tgt = random_tokens(ks[1], (b, t + 1), config.vocab_size)  # [B, T + 1]
     batch = (src, tgt[:, :-1], tgt[:, 1:])
-    params = nn.meta.unbox(model.init(ks[2], src, batch[1]))
+    params = nn.meta.unbox(jax.jit(model.init)(ks[2], src, batch[1]))
 
     def loss_fn(params, batch):
         src, tgt_in, tgt_out = batch
@@ -132,7 +132,7 @@ def lm_step(name: str, config, b: int, s: int, t: int):
     ks = jax.random.split(jax.random.key(0), 2)
     tokens = random_tokens(ks[0], (b, s + t + 1), config.vocab_size)  # [B, S + T + 1]
     batch = (tokens[:, :-1], tokens[:, 1:])
-    params = nn.meta.unbox(model.init(ks[1], batch[0]))
+    params = nn.meta.unbox(jax.jit(model.init)(ks[1], batch[0]))
 
     def loss_fn(params, batch):
         return cross_entropy(model.apply(params, batch[0]).logits, batch[1])
@@ -153,7 +153,8 @@ def family_step(kind: str, name: str, config, b: int):
     run_config.model = ml_collections.ConfigDict({"name": name})
     family = families.make(config_lib.validate(run_config))
     model = registry.get(name).module(config=config)
-    state = family.init_state(model, optax.adam(LR), jax.random.PRNGKey(0))
+    state = jax.jit(lambda rng: family.init_state(model, optax.adam(LR), rng))(
+        jax.random.PRNGKey(0))
     step = make_train_step(family.phases(model), optax.constant_schedule(LR))
     batch = {"x": _images(config, b)}  # [B, ...]
     start = time.perf_counter()

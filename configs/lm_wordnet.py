@@ -41,6 +41,7 @@ def get_config(arg: str | None = None):
         c.data.eval_batch_size = 8
         c.data.max_tgt_len = 32
         c.data.num_eval = 16
+        c.data.tokenizer_records = 2000
         c.train.num_train_steps = 2
         c.train.log_every = 1
         c.train.eval_every = 2

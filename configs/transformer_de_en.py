@@ -57,6 +57,7 @@ def make_tiny(c):
     c.data.max_src_len = c.data.max_tgt_len = 48
     c.data.buckets = (16, 32)
     c.data.vocab_size = 300
+    c.data.tokenizer_records = 2000
     c.data.batch_size = 8
     c.data.eval_batch_size = 16
     c.optim.d_model = 32

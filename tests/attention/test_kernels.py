@@ -81,14 +81,17 @@ def _loss(fn, **opts):
 
 
 def _value_and_grads(fn, q, k, v, opts):
-    """(output, gradients of a weighted sum of it w.r.t. q, k, v and the bias if any).
-
-    Run op by op: small programs that the next case reuses compile faster here than one
-    jitted program per case."""
+    """(output, gradients of a weighted sum of it w.r.t. q, k, v and the bias if any),
+    compiled as one program per case."""
     opts = dict(opts)
     bias = opts.pop("bias", None)
     argnums = (0, 1, 2) if bias is None else (0, 1, 2, 3)
-    return fn(q, k, v, bias=bias, **opts), jax.grad(_loss(fn, **opts), argnums)(q, k, v, bias)
+
+    @jax.jit
+    def run(q, k, v, bias):
+        return fn(q, k, v, bias=bias, **opts), jax.grad(_loss(fn, **opts), argnums)(q, k, v, bias)
+
+    return run(q, k, v, bias)
 
 
 @functools.cache

@@ -1,4 +1,9 @@
-"""Every experiment config's `tiny` variant trains and evaluates end to end."""
+"""Every experiment config's `tiny` variant trains and evaluates end to end.
+
+The default job's tiny variant (date_seq2seq) is trained, unchanged, by the
+``finished`` fixture of test_loop.py, whose tests check its metrics, pictures and
+checkpoints and then resume, corrupt and restore it; it is not trained twice.
+"""
 
 import importlib
 import os
@@ -14,7 +19,6 @@ sys.path.insert(0, ROOT)
 
 # config module -> the Debian package its data comes from (None: generated, always there)
 CONFIGS = {
-    "date_seq2seq": None,
     "transformer_de_en": "trans-de-en",
     "transformer_base": "trans-de-en",
     "lm_wordnet": "wordnet-base",
@@ -31,7 +35,7 @@ def _skip_without(package):
 def test_every_config_file_is_listed():
     files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")
              and not f.startswith("_")}
-    assert files == set(CONFIGS)
+    assert files == set(CONFIGS) | {"date_seq2seq"}  # that one: test_loop.py
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ def _fingerprint(folder) -> list:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """(workdir, result) of one finished tiny date run (6 steps, checkpoints 3 and 6).
+    """(workdir, result) of one finished run of date_seq2seq's tiny variant, unchanged
+    (6 steps, checkpoints 3 and 6); it is also test_configs.py's run of that config.
 
     Tests that only read a run read this one; tests that change a run work on a
     copy (``_copy_of``): one training for the whole module instead of one each."""

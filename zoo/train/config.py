@@ -36,6 +36,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_eval = 1000  # examples evaluated (generated: the size of the held-out split)
     c.data.vocab_size = 8000  # subword vocabulary for real text
     c.data.tokenizer = "char"  # "char" | "sentencepiece"
+    c.data.tokenizer_records = 200_000  # train records the tokenizer or vocabulary learns from
     # Record keys: (source, target); (text,) for an LM; (image,) or (point,) for arrays.
     c.data.fields = ("source", "target")
     c.data.buckets = ()  # padded lengths to bucket by; () pads every batch to the maximum

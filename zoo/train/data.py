@@ -105,7 +105,7 @@ def _source(config, workdir: str, split: str):
                                builder_kwargs=kwargs)
 
 
-def _texts(source, field: str, limit: int = 200_000, chunk: int = 4096):
+def _texts(source, field: str, limit: int, chunk: int = 4096):
     """The ``field`` text of the first ``limit`` records; TFDS sources are read a chunk of
     records per call (one record per call is ~6x slower on a 100k-record corpus)."""
     total = min(len(source), limit)
@@ -128,13 +128,14 @@ def _tokenizers(config, workdir: str, train):
     if kind == "char":
         from zoo.data.vocab import CharVocab
 
-        vocab = CharVocab.from_texts(t for f in (src_field, tgt_field) for t in _texts(train, f))
+        vocab = CharVocab.from_texts(t for f in (src_field, tgt_field)
+                                     for t in _texts(train, f, config.data.tokenizer_records))
         return vocab, vocab
     if kind == "sentencepiece":
         # One subword model for both sides (shared embeddings), kept in the workdir.
         def texts():
             for f in (src_field, tgt_field):
-                yield from _texts(train, f)
+                yield from _texts(train, f, config.data.tokenizer_records)
 
         tok = tokenizers.sentencepiece_tokenizer(os.path.join(workdir, "tokenizer"), texts,
                                                  vocab_size=config.data.vocab_size)
@@ -194,12 +195,13 @@ def lm_data(config, workdir: str) -> Bundle:
     field = config.data.fields[0]
     if config.data.tokenizer == "sentencepiece":
         tok = tokenizers.sentencepiece_tokenizer(
-            os.path.join(workdir, "tokenizer"), lambda: _texts(train, field),
+            os.path.join(workdir, "tokenizer"),
+            lambda: _texts(train, field, config.data.tokenizer_records),
             vocab_size=config.data.vocab_size)
     else:
         from zoo.data.vocab import CharVocab
 
-        tok = CharVocab.from_texts(_texts(train, field))
+        tok = CharVocab.from_texts(_texts(train, field, config.data.tokenizer_records))
 
     def as_dict(batch) -> dict:
         return {"inputs": batch.inputs, "targets": batch.targets,

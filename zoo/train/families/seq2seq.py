@@ -13,6 +13,7 @@ model over its own output for models that have one alignment (the RNNs).
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -30,6 +31,14 @@ from zoo.train.state import TrainState
 from zoo.transformer import EncoderDecoder
 
 NUM_PRINTED = 3  # decoded examples printed per evaluation
+
+
+@functools.lru_cache(maxsize=8)
+def _attention(model):
+    """(params, src, tgt_in, src_lengths) -> the model's one alignment [B, T, S] or None,
+    jitted."""
+    return jax.jit(lambda params, src, tgt_in, src_lengths: model.apply(
+        {"params": params}, src, tgt_in, src_lengths=src_lengths).attention)
 
 
 class Seq2SeqFamily(TokenFamily):
@@ -104,8 +113,7 @@ class Seq2SeqFamily(TokenFamily):
         src, src_lengths, tokens = np.asarray(src)[pick], np.asarray(src_lengths)[pick], \
             tokens[pick]
         tgt_in = np.concatenate([np.full((count, 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
-        weights = model.apply({"params": params}, src, tgt_in,
-                              src_lengths=src_lengths).attention  # [n, T, S] or None
+        weights = _attention(model)(params, src, tgt_in, src_lengths)  # [n, T, S] or None
         if weights is None or not draw:
             return
         weights = np.asarray(weights)
