@@ -1,11 +1,12 @@
-"""Two train.py processes on 127.0.0.1 (2 x 4 fake CPU devices) form one 8-device mesh.
+"""Two train.py processes on 127.0.0.1, one CPU device each, form one 2-device mesh.
 
-The first test trains the tiny date config on a global (data 2, fsdp 4) mesh,
-evaluates on the parameters spread over both processes, saves a checkpoint
-written by both processes together, then resumes it in one process with 8
-devices. The second kills one process mid-run and checks that
-the survivor exits with an error instead of hanging. Every wait is bounded;
-leftover processes are killed.
+One device a process is the usual multi-host layout (one accelerator a host)
+and the cheapest to compile for. The first test trains the tiny date config on a
+global (data 1, fsdp 2) mesh, so every parameter is split across the two
+processes; it evaluates on those parameters, saves a checkpoint written by both
+processes together, then resumes it in one process with 2 devices. The second
+kills one process mid-run and checks that the survivor exits with an error
+instead of hanging. Every wait is bounded; leftover processes are killed.
 """
 
 import contextlib
@@ -23,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
 # A constant learning rate keeps the run length out of the compiled step, so both tests'
 # processes load the step the first one compiled from XLA's cache (tests/conftest.py).
-MESH = ["--config.mesh.shape=(2,4)", "--config.mesh.axes=('data','fsdp')",
+MESH = ["--config.mesh.shape=(1,2)", "--config.mesh.axes=('data','fsdp')",
         "--config.mesh.strategy=fsdp", "--config.optim.schedule=constant",
         "--config.train.progress_bar=False"]
 
@@ -48,7 +49,7 @@ def _train_py(workdir, log_path, *flags) -> subprocess.Popen:
 def _two_processes(workdir, logs, *flags, heartbeat: int) -> list[subprocess.Popen]:
     address = f"127.0.0.1:{_free_port()}"
     return [_train_py(workdir, logs / f"process{i}.log", "--coordinator_address", address,
-                      "--num_processes=2", f"--process_id={i}", "--num_cpu_devices=4",
+                      "--num_processes=2", f"--process_id={i}", "--num_cpu_devices=1",
                       f"--heartbeat_timeout_seconds={heartbeat}",
                       "--initialization_timeout=60", *flags)
             for i in range(2)]
@@ -95,7 +96,7 @@ def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(step / "data"))
     assert (step / "state").is_dir()
 
-    single = _train_py(workdir, logs / "single.log", "--num_cpu_devices=8",
+    single = _train_py(workdir, logs / "single.log", "--num_cpu_devices=2",
                        "--config.train.num_train_steps=4")
     try:
         (code,) = _wait([single], timeout=300)
