@@ -4,10 +4,14 @@
     python train.py --config configs/date_seq2seq.py:tiny --workdir /tmp/t \
         --config.train.num_train_steps=10
     python train.py --workdir runs/lm --sample "a small " --num_samples 3   # a trained LM
+    python train.py --workdir runs/de_en --translate "Guten Morgen."        # an encoder-decoder
+    python train.py --workdir runs/de_en --translate < sentences.de          # one a line
 
 The work happens in ``zoo.train.train_and_evaluate``; this file only parses
 flags. Re-running the same command resumes from the newest good checkpoint.
 """
+
+import sys
 
 import jax
 from absl import app, flags, logging
@@ -17,6 +21,7 @@ from zoo import distributed
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
+from zoo.train.translation import translate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
@@ -49,15 +54,30 @@ flags.DEFINE_integer("num_cpu_devices", 0,
                      "or a multi-host setup on one machine.")
 
 
+# Translating instead of training (zoo/train/translation.py): the sentences are the
+# arguments after the flags, or the lines of standard input when there are none.
+flags.DEFINE_bool("translate", False, "Translate the sentences given as arguments (or, with "
+                  "none, each line of standard input) with the newest checkpoint of "
+                  "--workdir's encoder-decoder instead of training.")
+flags.DEFINE_integer("beam_size", None, "With --translate: beam width (1: greedy); default: "
+                     "the run's eval search.")
+flags.DEFINE_float("length_penalty", None, "With --translate: the beam's length penalty.")
+flags.DEFINE_integer("max_len", None, "With --translate: the longest translation in tokens.")
+
+
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TFDS and Orbax are chatty at INFO
+    if FLAGS.translate:
+        _translate(argv[1:])
+        return
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # TFDS and Orbax are chatty at INFO
     if FLAGS.sample is not None:
         _sample()
         return
     if FLAGS.config is None:
-        raise app.UsageError("--config is required (only --sample runs without it)")
+        raise app.UsageError("--config is required (only --sample and --translate run "
+                             "without it)")
     if FLAGS.num_cpu_devices:
         jax.config.update("jax_num_cpu_devices", FLAGS.num_cpu_devices)
     # Before anything touches a device: every process joins the coordinator first.
@@ -85,6 +105,24 @@ def _sample():
     for prompt, texts in zip(out.prompts, out.texts, strict=True):
         for text in texts:
             print(f"  {prompt!r} + {text!r}")
+
+
+def _translate(sentences):
+    if not sentences:  # a file or a pipe, one sentence a line
+        sentences = [line.rstrip("\n") for line in sys.stdin]
+        sentences = [s for s in sentences if s.strip()]
+        if not sentences:
+            raise SystemExit("train.py --translate: no sentences: give them as arguments or as "
+                             "lines on standard input")
+    try:
+        out = translate(FLAGS.workdir, sentences, beam_size=FLAGS.beam_size,
+                        length_penalty=FLAGS.length_penalty, max_len=FLAGS.max_len,
+                        config=FLAGS.config)
+    except ValueError as err:  # a wrong workdir or argument: the message says what to do
+        raise SystemExit(f"train.py --translate: {err}") from err
+    print(f"translations by step {out.step} of {FLAGS.workdir}", file=sys.stderr)
+    for text in out.texts:  # one line each, in input order: pipes back into files
+        print(text)
 
 
 if __name__ == "__main__":

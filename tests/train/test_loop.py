@@ -1,5 +1,6 @@
 """The training job: smoke runs, resume equivalence, corrupt checkpoints, bad configs, NaNs,
-and restores that never move or hide a checkpoint that is merely of another config."""
+restores that never move or hide a checkpoint that is merely of another config, and
+translating with a finished run."""
 
 import hashlib
 import json
@@ -21,6 +22,7 @@ from zoo.train import config as config_lib
 from zoo.train import loop
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import NonFiniteLossError, train_and_evaluate
+from zoo.train.translation import translate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -281,3 +283,58 @@ def test_the_command_line_names_a_mismatch_and_moves_nothing(finished_run):
     assert out.rstrip().splitlines()[-1].startswith("train.py: checkpoint step 6 in "), out
     assert "nothing was moved" in out and "Traceback" not in out
     assert _fingerprint(finished_run) == before
+
+
+# --- translating with the finished run (zoo/train/translation.py) ----------------------------
+
+SOURCES = ["6/6/26", "February 11, 1991", "27.04.1995"]
+
+
+def test_translate_gives_one_line_a_sentence_whatever_the_batching(finished_run):
+    before = _fingerprint(finished_run)
+    one = translate(str(finished_run), SOURCES)
+    assert one.step == 6 and one.sources == SOURCES and len(one.texts) == len(SOURCES)
+    assert all(isinstance(t, str) for t in one.texts)
+    # Padding a sentence inside a batch must not change its translation.
+    assert translate(str(finished_run), SOURCES, batch_size=1).texts == one.texts
+    assert translate(str(finished_run), SOURCES, beam_size=1).texts == one.texts  # greedy
+    beam = translate(str(finished_run), SOURCES, beam_size=3, length_penalty=0.0, max_len=4)
+    assert len(beam.texts) == len(SOURCES)
+    assert _fingerprint(finished_run) == before  # reading only
+
+
+def test_translate_cuts_an_over_long_sentence_with_a_warning(finished_run):
+    long = "1" * 40  # the tiny date config trains on at most 32 source characters
+    with pytest.warns(UserWarning, match=r"sentence 1 has 40 tokens.*max_src_len=32"):
+        out = translate(str(finished_run), ["6/6/26", long])
+    assert out.texts[1] == translate(str(finished_run), ["1" * 32]).texts[0]
+
+
+def test_translate_refuses_what_it_cannot_translate(finished_run, tmp_path):
+    with pytest.raises(ValueError, match="sentences is empty"):
+        translate(str(finished_run), [])
+    with pytest.raises(ValueError, match="entry 1 is '  '"):
+        translate(str(finished_run), ["6/6/26", "  "])
+    with pytest.raises(ValueError, match="beam_size must be a positive int"):
+        translate(str(finished_run), SOURCES, beam_size=0)
+    lm = _tiny()
+    lm.family = "lm"
+    lm.model = ml_collections.ConfigDict({"name": "lm_tiny"})
+    with pytest.raises(ValueError, match="family 'seq2seq'.*has family 'lm'"):
+        translate(str(finished_run), SOURCES, config=lm)
+    shutil.copy(finished_run / "config.json", tmp_path / "config.json")  # a run never trained
+    with pytest.raises(ValueError, match="no checkpoint"):
+        translate(str(tmp_path), SOURCES)
+
+
+def test_the_command_line_translates_standard_input_line_by_line(finished_run):
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--workdir", str(finished_run),
+           "--translate"]
+    proc = subprocess.run(cmd, input="\n".join(SOURCES) + "\n", capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == translate(str(finished_run), SOURCES).texts
+    assert "translations by step 6" in proc.stderr
+    empty = subprocess.run(cmd, input="\n", capture_output=True, text=True, cwd=ROOT,
+                           timeout=300)
+    assert empty.returncode == 1 and "no sentences" in empty.stderr

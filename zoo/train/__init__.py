@@ -6,13 +6,15 @@
 Layers inside: ``state`` (TrainState, make_train_step: the core every family
 plugs its losses into), ``families/`` (what differs per kind of model),
 ``loop`` (optimizer, sharding, cadence, checkpoints), ``checkpoints`` (the one
-module that saves and restores), ``sample`` (reading a run for inference),
-``plan`` (the memory planner command line).
+module that saves and restores), ``sample`` (reading a run for inference, and
+sampling a language model), ``translation`` (translating with an
+encoder-decoder), ``plan`` (the memory planner command line).
 """
 
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
 from zoo.train.state import Phase, TrainState, make_eval_step, make_train_step
+from zoo.train.translation import translate
 
 __all__ = ["Phase", "TrainState", "make_eval_step", "make_train_step", "sample_from_checkpoint",
-           "train_and_evaluate"]
+           "train_and_evaluate", "translate"]
