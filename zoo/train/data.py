@@ -51,14 +51,50 @@ class Bundle:
             ids = ids[: ids.index(EOS_ID)]
         return self.tokenizer.decode([i for i in ids if i != PAD_ID])
 
-    def score(self, hypotheses: list[str], references: list[str]) -> dict:
+    def score(self, hypotheses: list[str], references: list[str],
+              sources: list[str] | None = None) -> dict:
+        """Exact match; for translation also corpus sacreBLEU and chrF with their
+        signatures and, given the ``sources``, BLEU by source length (``bleu_by_length``)."""
         exact = float(np.mean([h == r for h, r in zip(hypotheses, references, strict=True)]))
-        if self.metric == "bleu":
-            bleu = sacrebleu.metrics.BLEU()
-            result = bleu.corpus_score(hypotheses, [references])
-            return {"bleu": result.score, "exact_match": exact,
-                    "bleu_signature": str(bleu.get_signature())}
-        return {"exact_match": exact}
+        if self.metric != "bleu":
+            return {"exact_match": exact}
+        bleu, chrf = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
+        result = {"bleu": bleu.corpus_score(hypotheses, [references]).score,
+                  "chrf": chrf.corpus_score(hypotheses, [references]).score,
+                  "exact_match": exact,
+                  "bleu_signature": str(bleu.get_signature()),
+                  "chrf_signature": str(chrf.get_signature())}
+        if sources is not None:
+            result.update(bleu_by_length(sources, hypotheses, references))
+        return result
+
+
+LENGTH_THIRDS = ("shortest", "middle", "longest")
+
+
+def bleu_by_length(sources: list[str], hypotheses: list[str], references: list[str]) -> dict:
+    """Corpus sacreBLEU on each third of the sentences by source length in words.
+
+    Returns ``bleu_shortest_third``, ``bleu_middle_third``, ``bleu_longest_third``
+    and ``length_thirds`` (each third's source lengths, "1-6 / 7-11 / 12-40
+    words"); nothing for fewer than three sentences. Ties in length keep input
+    order, so the thirds are as equal in size as the count allows.
+    """
+    if not len(sources) == len(hypotheses) == len(references):
+        raise ValueError(f"sources, hypotheses and references must be as long as each other, "
+                         f"got {len(sources)}, {len(hypotheses)} and {len(references)}")
+    if len(sources) < len(LENGTH_THIRDS):
+        return {}
+    words = [len(s.split()) for s in sources]
+    order = sorted(range(len(sources)), key=lambda i: words[i])
+    result, ranges = {}, []
+    for name, part in zip(LENGTH_THIRDS, np.array_split(order, len(LENGTH_THIRDS)), strict=True):
+        hyps = [hypotheses[i] for i in part]
+        refs = [references[i] for i in part]
+        result[f"bleu_{name}_third"] = sacrebleu.metrics.BLEU().corpus_score(hyps, [refs]).score
+        ranges.append(f"{words[part[0]]}-{words[part[-1]]}")
+    result["length_thirds"] = " / ".join(ranges) + " words"
+    return result
 
 
 class DictIterator:

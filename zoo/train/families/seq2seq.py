@@ -93,7 +93,7 @@ class Seq2SeqFamily(TokenFamily):
                 first = (src, src_lengths, tokens)
         main = jax.process_index() == 0  # every process decodes; one prints and draws
         if hypotheses:
-            result.update(data.score(hypotheses, references))
+            result.update(data.score(hypotheses, references, sources))
             for i in range(min(NUM_PRINTED, len(hypotheses)) if main else 0):
                 print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n"
                       f"  hyp: {hypotheses[i]!r}")
