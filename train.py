@@ -109,8 +109,7 @@ def _sample():
 
 def _translate(sentences):
     if not sentences:  # a file or a pipe, one sentence a line
-        sentences = [line.rstrip("\n") for line in sys.stdin]
-        sentences = [s for s in sentences if s.strip()]
+        sentences = [line.rstrip("\n") for line in sys.stdin if line.strip()]
         if not sentences:
             raise SystemExit("train.py --translate: no sentences: give them as arguments or as "
                              "lines on standard input")

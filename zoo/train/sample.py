@@ -49,7 +49,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_for_inference(workdir: str, config: ml_collections.ConfigDict):
-    """(data, model, step, params) of a run's newest checkpoint that restores, on one
+    """(family, data, model, step, params) of a run's newest checkpoint that restores, on one
     device. Only reads the run's folder: safe beside a running job.
 
     Raises ValueError when there is no checkpoint that restores, and
@@ -73,7 +73,7 @@ def restore_for_inference(workdir: str, config: ml_collections.ConfigDict):
     if restored is None:
         raise ValueError(f"no checkpoint in {folder!r} restores; train first (python train.py "
                          "--config ... --workdir ...)")
-    return data, model, restored.step, restored.state.params
+    return family, data, model, restored.step, restored.state.params
 
 
 def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_samples: int = 1,
@@ -105,7 +105,7 @@ def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_
     check_positive(num_samples=num_samples)
     max_new_tokens = config.eval.max_decode_len if max_new_tokens is None else max_new_tokens
     check_positive(max_new_tokens=max_new_tokens)
-    data, model, step, params = restore_for_inference(workdir, config)
+    _, data, model, step, params = restore_for_inference(workdir, config)
 
     rows = [[BOS_ID, *data.tokenizer.encode(p)] for p in prompts for _ in range(num_samples)]
     lengths = np.asarray([len(r) for r in rows], np.int32)  # [B]

@@ -4,7 +4,7 @@
     python train.py --workdir runs/de_en --translate --beam_size 8 < sentences.de
     out = zoo.train.translate("runs/de_en", ["Guten Morgen."], beam_size=4)
 
-Glossary: B sentences, S longest source in tokens, W beam size.
+Glossary: B sentences, S longest source, T longest translation (both in tokens).
 
 The run's ``config.json`` rebuilds the tokenizers and the model exactly as
 training built them, and the newest checkpoint that restores gives the
@@ -22,12 +22,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import ml_collections
-import numpy as np
 
 from zoo.data.reading import check_positive
-from zoo.data.vocab import PAD_ID
+from zoo.data.vocab import pad
 from zoo.train import config as config_lib
-from zoo.train import families
 from zoo.train.sample import load_config, restore_for_inference
 
 
@@ -69,8 +67,7 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
                          f"{sentences[blank[0]]!r}")
     check_positive(batch_size=batch_size)
     config = _with_search(config, beam_size, length_penalty, max_len)
-    data, model, step, params = restore_for_inference(workdir, config)
-    family = families.make(config)
+    family, data, model, step, params = restore_for_inference(workdir, config)
 
     limit = config.data.max_src_len
     rows = []
@@ -84,11 +81,7 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
         rows.append(ids)
     texts = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        lengths = np.asarray([len(r) for r in chunk], np.int32)  # [B]
-        src = np.full((len(chunk), max(int(lengths.max()), 1)), PAD_ID, np.int32)  # [B, S]
-        for j, ids in enumerate(chunk):
-            src[j, :len(ids)] = ids
+        src, lengths = pad(rows[start:start + batch_size])  # [B, S], [B]
         tokens = family.decode(model, params, src, lengths)  # [B, T]
         texts += [data.detokenize(row) for row in tokens]
     return Translations(int(step), sentences, texts)
@@ -96,7 +89,7 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
 
 def _with_search(config, beam_size, length_penalty, max_len) -> ml_collections.ConfigDict:
     """``config`` with its eval search overridden where an argument is given."""
-    config = ml_collections.ConfigDict(config.to_dict())
+    config = config.copy_and_resolve_references()
     if beam_size is not None:
         check_positive(beam_size=beam_size)
         config.eval.method = "greedy" if beam_size == 1 else "beam"
