@@ -6,6 +6,7 @@
     python train.py --workdir runs/lm --sample "a small " --num_samples 3   # a trained LM
     python train.py --workdir runs/de_en --translate "Guten Morgen."        # an encoder-decoder
     python train.py --workdir runs/de_en --translate < sentences.de          # one a line
+    python train.py --workdir runs/de_en --eval_only                         # test split, best step
 
 The work happens in ``zoo.train.train_and_evaluate``; this file only parses
 flags. Re-running the same command resumes from the newest good checkpoint.
@@ -21,7 +22,7 @@ from zoo import distributed
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
-from zoo.train.translation import translate
+from zoo.train.translation import evaluate_split, save_evaluation, translate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:arg]).",
@@ -59,10 +60,20 @@ flags.DEFINE_integer("num_cpu_devices", 0,
 flags.DEFINE_bool("translate", False, "Translate the sentences given as arguments (or, with "
                   "none, each line of standard input) with the newest checkpoint of "
                   "--workdir's encoder-decoder instead of training.")
-flags.DEFINE_integer("beam_size", None, "With --translate: beam width (1: greedy); default: "
-                     "the run's eval search.")
-flags.DEFINE_float("length_penalty", None, "With --translate: the beam's length penalty.")
-flags.DEFINE_integer("max_len", None, "With --translate: the longest translation in tokens.")
+flags.DEFINE_integer("beam_size", None, "With --translate or --eval_only: beam width "
+                     "(1: greedy); default: the run's eval search.")
+flags.DEFINE_float("length_penalty", None, "With --translate or --eval_only: the beam's length "
+                   "penalty.")
+flags.DEFINE_integer("max_len", None, "With --translate or --eval_only: the longest "
+                     "translation in tokens.")
+# Scoring a finished (or running) encoder-decoder on a whole split instead of training.
+flags.DEFINE_bool("eval_only", False, "Translate every source of --split of the run's dataset "
+                  "with the --checkpoint step of --workdir and score it (sacreBLEU, chrF, BLEU "
+                  "by source length) instead of training; writes <workdir>/eval/.")
+flags.DEFINE_string("split", "test", "With --eval_only: the split to score ('test', "
+                    "'validation', or a TFDS slice such as 'test[:100]').")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "With --eval_only: the step with "
+                  "the best validation score (train.best_metric) or the newest one.")
 
 
 def main(argv):
@@ -72,6 +83,9 @@ def main(argv):
         return
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if FLAGS.eval_only:
+        _eval_only()
+        return
     if FLAGS.sample is not None:
         _sample()
         return
@@ -122,6 +136,23 @@ def _translate(sentences):
     print(f"translations by step {out.step} of {FLAGS.workdir}", file=sys.stderr)
     for text in out.texts:  # one line each, in input order: pipes back into files
         print(text)
+
+
+def _eval_only():
+    try:
+        result = evaluate_split(FLAGS.workdir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
+                                beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty,
+                                max_len=FLAGS.max_len, config=FLAGS.config)
+    except ValueError as err:  # a wrong workdir, split or argument: the message says what to do
+        raise SystemExit(f"train.py --eval_only: {err}") from err
+    path = save_evaluation(FLAGS.workdir, result)
+    print(f"{FLAGS.split} split of {FLAGS.workdir}, {result['checkpoint']} step "
+          f"{result['step']}, {result['num_sentences']} sentences:")
+    for key, value in result.items():
+        if key not in ("step", "checkpoint", "split", "num_sentences", "sources", "references",
+                       "hypotheses"):
+            print(f"  {key}: {round(value, 2) if isinstance(value, float) else value}")
+    print(f"written to {path} (and the translations to {path[:-5]}.txt)")
 
 
 if __name__ == "__main__":

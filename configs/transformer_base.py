@@ -12,7 +12,7 @@ close. Point ``data.dataset`` at a prepared ``wmt14_translate/de-en`` in your
     python train.py --config configs/transformer_base.py:tiny --workdir /tmp/base_tiny
 """
 
-from configs.transformer_de_en import make_tiny
+from configs import _nmt
 from zoo.train.config import base_config
 
 
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None):
     c.eval.max_decode_len = 150
     if arg == "tiny":
         # Same recipe, tiny model and data, for the smoke test.
-        make_tiny(c)
+        _nmt.make_tiny(c, "transformer")
     elif arg:
         raise ValueError(f"config argument {arg!r} unknown; allowed: 'tiny'")
     return c

@@ -224,6 +224,32 @@ def test_read_latest_skips_garbage_and_leaves_it(tmp_path):
     assert not os.path.exists(str(directory) + ".corrupt")
 
 
+@_orbax_failed_read
+def test_read_latest_by_best_metric_takes_the_best_step_that_restores(tmp_path):
+    directory = tmp_path / "other"
+    ckpt = checkpoints.Checkpointer(str(directory), max_to_keep=5, best_metric="bleu",
+                                    async_save=False)
+    states = {}
+    for step, bleu in [(1, 3.0), (2, 9.0), (3, 5.0), (4, None)]:
+        states[step] = _state(scale=float(step))
+        ckpt.save(step, states[step], metrics=None if bleu is None else {"bleu": bleu})
+    ckpt.close()
+    target = checkpoints.abstract_like(_state())
+    best = checkpoints.read_latest(str(directory), target, best_metric="bleu")
+    assert best.step == 2
+    _assert_tree_equal(best.state.params, states[2].params)
+    lowest = checkpoints.read_latest(str(directory), target, best_metric="bleu", best_mode="min")
+    assert lowest.step == 1
+    assert checkpoints.read_latest(str(directory), target).step == 4  # newest, metrics or not
+    # No step has the metric: newest first, as without one.
+    assert checkpoints.read_latest(str(directory), target, best_metric="chrf").step == 4
+    _corrupt_arrays(directory / "2")  # the best step unreadable: the next best restores
+    assert checkpoints.read_latest(str(directory), target, best_metric="bleu").step == 3
+    with pytest.raises(ValueError, match="best_mode must be 'max' or 'min'"):
+        checkpoints.read_latest(str(directory), target, best_metric="bleu", best_mode="top")
+    assert not os.path.exists(str(directory) + ".corrupt")
+
+
 def test_read_latest_mismatch_raises_and_moves_nothing(tmp_path):
     directory = tmp_path / "other"
     _save(directory, [1, 2])

@@ -5,10 +5,12 @@ No run is trained twice:
 - the default job's tiny variant (date_seq2seq) is trained, unchanged, by the
   ``finished`` fixture of test_loop.py, whose tests check its metrics, pictures
   and checkpoints and then resume, corrupt and restore it;
-- transformer_base's tiny variant is transformer_de_en's (both call its
-  ``make_tiny``) but for three hyperparameter values, which
-  ``test_tiny_variants_that_are_the_same_run`` pins; should the two ever differ
-  in anything else, that test fails and the variant must be trained here.
+- a variant listed in ``SAME_RUN_AS`` is another variant's run but for the
+  config values listed there, which ``test_tiny_variants_that_are_the_same_run``
+  pins; should the two ever differ in anything else, that test fails and the
+  variant must be trained here. The translation models are trained tiny once
+  each, the Transformer on de-en and the RNNs on es-en, so both corpora and all
+  four models go through the loop.
 """
 
 import importlib
@@ -24,22 +26,35 @@ from zoo.train.loop import train_and_evaluate
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-# config module -> the Debian package its data comes from (None: generated, always there)
+BIBLE = "sword-text-kjv sword-text-sparv"
+# config "module:argument" -> the Debian package its data comes from (None: generated)
 CONFIGS = {
-    "transformer_de_en": "trans-de-en",
-    "lm_wordnet": "wordnet-base",
-    "vae_fashion_mnist": "dataset-fashion-mnist",
-    "gan_fashion_mnist": "dataset-fashion-mnist",
-    "gan_toy": None,
+    "nmt_de_en:tiny": "trans-de-en",
+    "transformer_base:tiny": "trans-de-en",  # post-LN, rsqrt schedule: its own path
+    "nmt_es_en:bahdanau,tiny": BIBLE,
+    "nmt_es_en:luong,tiny": BIBLE,
+    "nmt_es_en:plain,tiny": BIBLE,
+    "lm_wordnet:tiny": "wordnet-base",
+    "vae_fashion_mnist:tiny": "dataset-fashion-mnist",
+    "gan_fashion_mnist:tiny": "dataset-fashion-mnist",
+    "gan_toy:tiny": None,
 }
 
-
-# config -> (the config whose tiny run it shares, the only (section, key)s that may differ)
+_DE_EN = {("data", "dataset"), ("data", "fields")}
+# variant -> (the variant whose tiny run it shares, the only (section, key)s that may differ)
 SAME_RUN_AS = {
-    "transformer_base": ("transformer_de_en", {("model", "dropout_rate"),
-                                               ("optim", "learning_rate"),
-                                               ("optim", "clip_grad_norm")}),
+    # es-en's Transformer recipe is a short run: more learning rate, less dropout.
+    "nmt_es_en:tiny": ("nmt_de_en:tiny", _DE_EN | {("model", "dropout_rate"),
+                                                   ("optim", "learning_rate")}),
+    "nmt_de_en:bahdanau,tiny": ("nmt_es_en:bahdanau,tiny", _DE_EN),
+    "nmt_de_en:luong,tiny": ("nmt_es_en:luong,tiny", _DE_EN),
+    "nmt_de_en:plain,tiny": ("nmt_es_en:plain,tiny", _DE_EN),
 }
+
+
+def _config(variant: str):
+    module, _, arg = variant.partition(":")
+    return importlib.import_module(f"configs.{module}").get_config(arg or None)
 
 
 def _skip_without(package):
@@ -49,7 +64,8 @@ def _skip_without(package):
 def test_every_config_file_is_listed():
     files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")
              and not f.startswith("_")}
-    assert files == set(CONFIGS) | {"date_seq2seq"} | set(SAME_RUN_AS)
+    listed = {v.partition(":")[0] for v in [*CONFIGS, *SAME_RUN_AS]}
+    assert files == listed | {"date_seq2seq"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +77,7 @@ def data_dir(tmp_path_factory):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(p))
                                   for n, p in CONFIGS.items()])
 def test_tiny_variant_trains(name, tmp_path, data_dir):
-    config = importlib.import_module(f"configs.{name}").get_config("tiny")
+    config = _config(name)
     config.data.data_dir = data_dir
     result = train_and_evaluate(config, str(tmp_path))
     assert result, "evaluation produced no metrics"
@@ -82,12 +98,25 @@ def test_plain_variant_of_the_date_job_is_a_plain_seq2seq():
 @pytest.mark.parametrize("name", list(SAME_RUN_AS))
 def test_tiny_variants_that_are_the_same_run(name):
     other, allowed = SAME_RUN_AS[name]
-    mine, theirs = (config_lib.validate(importlib.import_module(f"configs.{n}").get_config("tiny"))
-                    .to_dict() for n in (name, other))
+    mine, theirs = (config_lib.validate(_config(n)).to_dict() for n in (name, other))
     differ = {(section, key) for section, values in mine.items() if isinstance(values, dict)
               for key in values.keys() | theirs[section].keys()
               if values.get(key) != theirs[section].get(key)}
     differ |= {(section, None) for section, value in mine.items()
                if not isinstance(value, dict) and value != theirs[section]}
-    assert differ == allowed, f"{name}:tiny now differs from {other}:tiny in {differ}"
-    config_lib.validate(importlib.import_module(f"configs.{name}").get_config())  # the full one
+    assert differ == allowed, f"{name} now differs from {other} in {differ}"
+    config_lib.validate(_config(name.replace("tiny", "").rstrip(",:")))  # the full one
+
+
+@pytest.mark.parametrize("module", ["nmt_es_en", "nmt_de_en"])
+def test_translation_configs_name_their_model_and_refuse_unknown_arguments(module):
+    names = {arg: config_lib.validate(_config(f"{module}:{arg}")).model.name
+             for arg in ("", "transformer", "bahdanau", "luong", "plain", "luong,tiny")}
+    assert names == {"": "transformer_small", "transformer": "transformer_small",
+                     "bahdanau": "seq2seq_bahdanau_gru", "luong": "seq2seq_luong_lstm",
+                     "plain": "seq2seq_plain_lstm", "luong,tiny": "seq2seq_luong_lstm"}
+    for bad in ("nope", "tiny,tiny", "plain,luong", "plain,tiny,x"):
+        with pytest.raises(ValueError, match=f"config argument '{bad}' unknown"):
+            _config(f"{module}:{bad}")
+    luong = config_lib.validate(_config(f"{module}:luong")).model
+    assert luong.get("input_feeding", True)  # the preset's Luong: general score, input feeding

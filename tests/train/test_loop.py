@@ -22,7 +22,7 @@ from zoo.train import config as config_lib
 from zoo.train import loop
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import NonFiniteLossError, train_and_evaluate
-from zoo.train.translation import translate
+from zoo.train.translation import evaluate_split, translate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -339,3 +339,43 @@ def test_the_command_line_translates_standard_input_line_by_line(finished_run):
     empty = subprocess.run(cmd, input="\n", capture_output=True, text=True, cwd=ROOT,
                            timeout=300)
     assert empty.returncode == 1 and "no sentences" in empty.stderr
+
+
+def test_eval_only_scores_a_whole_split_from_the_best_checkpoint(finished_run):
+    before = _fingerprint(finished_run)
+    result = evaluate_split(str(finished_run), split="test")
+    records = [json.loads(line) for line in open(finished_run / "metrics.jsonl")]
+    scores = {r["step"]: r["exact_match"] for r in records if r["split"] == "eval"}
+    best = max(scores, key=lambda step: (scores[step], step))  # ties: the newest
+    assert result["step"] == best and result["checkpoint"] == "best"
+    assert result["split"] == "test" and result["num_sentences"] == 32  # the tiny test split
+    # The references are the split's raw target texts, the hypotheses what translate() gives.
+    assert all(len(r) == 10 and r[4] == "-" for r in result["references"])  # ISO dates
+    assert result["exact_match"] == np.mean([h == r for h, r in zip(
+        result["hypotheses"], result["references"], strict=True)])
+    latest = evaluate_split(str(finished_run), split="test[:5]", checkpoint="latest",
+                            beam_size=1)
+    assert latest["step"] == 6 and latest["num_sentences"] == 5 and latest["method"] == "greedy"
+    assert latest["sources"] == result["sources"][:5]
+    assert latest["hypotheses"] == translate(str(finished_run), latest["sources"],
+                                             beam_size=1).texts
+    with pytest.raises(ValueError, match="checkpoint must be 'best' or 'latest'"):
+        evaluate_split(str(finished_run), checkpoint="newest")
+    assert _fingerprint(finished_run) == before  # reading only
+
+
+def test_the_command_line_evaluates_and_writes_the_scores(finished_run, tmp_path):
+    run = _copy_of(finished_run, tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--workdir", str(run), "--eval_only",
+           "--split", "validation", "--checkpoint", "latest", "--beam_size", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "validation split" in proc.stdout and "exact_match" in proc.stdout
+    [written] = [f for f in os.listdir(run / "eval") if f.endswith(".json")]
+    assert written == "validation_step6_beam2_lp0.6.json"
+    scores = json.load(open(run / "eval" / written))
+    assert scores["num_sentences"] == 32 and scores["beam_size"] == 2
+    assert len(open(run / "eval" / written.replace(".json", ".txt")).readlines()) == 32
+    wrong = subprocess.run(cmd[:-6] + ["--split", "nope"], capture_output=True, text=True,
+                           cwd=ROOT, timeout=300)
+    assert wrong.returncode == 1 and "train.py --eval_only:" in wrong.stderr

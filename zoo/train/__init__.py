@@ -14,7 +14,7 @@ encoder-decoder), ``plan`` (the memory planner command line).
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
 from zoo.train.state import Phase, TrainState, make_eval_step, make_train_step
-from zoo.train.translation import translate
+from zoo.train.translation import evaluate_split, translate
 
 __all__ = ["Phase", "TrainState", "make_eval_step", "make_train_step", "sample_from_checkpoint",
-           "train_and_evaluate", "translate"]
+           "train_and_evaluate", "translate", "evaluate_split"]

@@ -42,6 +42,16 @@ from orbax.checkpoint import checkpoint_managers as policies
 log = logging.getLogger(__name__)
 
 
+class _QuietAboutStepsWithoutMetrics(logging.Filter):
+    """Checkpoints between evaluations have no metrics, by design; Orbax warns at every one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not provide metrics" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_QuietAboutStepsWithoutMetrics())
+
+
 class Restored(NamedTuple):
     step: int
     state: Any
@@ -125,6 +135,10 @@ class Checkpointer:
             ))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policies.AnyPreservationPolicy(keep),
+            # best_fn also makes Orbax write each step's metrics to disk, so the best step is
+            # still known after a restart and to readers (read_latest(best_metric=...)).
+            best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
+            best_mode=best_mode,
             enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
         )
@@ -174,11 +188,15 @@ class Checkpointer:
         self._manager.close()
 
 
-def read_latest(directory: str, target_state) -> Restored | None:
-    """The newest step of another run's checkpoint folder that restores onto ``target_state``.
+def read_latest(directory: str, target_state, *, best_metric: str | None = None,
+                best_mode: str = "max") -> Restored | None:
+    """The newest step of another run's checkpoint folder that restores onto ``target_state``;
+    with ``best_metric``, the step whose saved evaluation was best by that metric.
 
     Strictly read-only: no folder is created, no tmp folder cleaned up, no step
-    moved; an unreadable step is skipped with a warning.
+    moved; an unreadable step is skipped with a warning. With ``best_metric``,
+    steps are tried best first, then (for steps saved without that metric) newest
+    first; ``best_mode`` is 'max' or 'min'.
 
     Returns:
       The restored step, or None when no step restores -- also when ``directory``
@@ -195,14 +213,33 @@ def read_latest(directory: str, target_state) -> Restored | None:
     manager = ocp.CheckpointManager(directory, options=options,
                                     handler_registry=_handler_registry())
     try:
-        return _walk_back(manager, directory, target_state, move_aside=None)
+        order = None if best_metric is None else _best_first(manager, best_metric, best_mode)
+        return _walk_back(manager, directory, target_state, move_aside=None, order=order)
     finally:
         manager.close()
 
 
+def _best_first(manager: ocp.CheckpointManager, metric: str, mode: str) -> list[int]:
+    """The folder's steps, best saved ``metric`` first; steps without it last, newest first."""
+    if mode not in ("max", "min"):
+        raise ValueError(f"best_mode must be 'max' or 'min', got {mode!r}")
+    scored, unscored = [], []
+    for step in manager.all_steps():
+        try:
+            value = (manager.metrics(step) or {}).get(metric)
+        except Exception:  # noqa: BLE001 -- unreadable metrics: the walk decides about the step
+            value = None
+        if isinstance(value, int | float) and np.isfinite(value):
+            scored.append((-value if mode == "max" else value, -step, step))
+        else:
+            unscored.append(step)
+    return [step for *_, step in sorted(scored)] + sorted(unscored, reverse=True)
+
+
 def _walk_back(manager: ocp.CheckpointManager, directory: str, target_state, *,
-               move_aside: Callable[[int], str] | None) -> Restored | None:
-    """Newest step first: a mismatch raises, an unreadable step is passed over.
+               move_aside: Callable[[int], str] | None,
+               order: list[int] | None = None) -> Restored | None:
+    """Newest step first (or in ``order``): a mismatch raises, an unreadable step is passed over.
 
     ``move_aside(step) -> where`` moves an unreadable step out of the run's own folder;
     None reads ``directory`` read-only and leaves the step where it is.
@@ -210,7 +247,7 @@ def _walk_back(manager: ocp.CheckpointManager, directory: str, target_state, *,
     target = abstract_like(target_state)
     advice = ("Use a new --workdir, or run with the config that wrote it" if move_aside
               else "Run with the config that wrote it")
-    for step in sorted(manager.all_steps(), reverse=True):
+    for step in sorted(manager.all_steps(), reverse=True) if order is None else order:
         try:
             saved = _saved_state_tree(manager, step)
         except Exception as err:  # noqa: BLE001 -- no readable metadata: unreadable step

@@ -180,6 +180,15 @@ def _tokenizers(config, workdir: str, train):
                      "'sentencepiece'")
 
 
+def split_texts(config, workdir: str, split: str) -> tuple[list[str], list[str]]:
+    """(sources, references): the raw texts of the ``data.fields`` of a split of the run's
+    translation dataset, in the split's order (no tokenizer round trip, no truncation)."""
+    src_field, tgt_field = config.data.fields
+    source = _source(config, workdir, split)
+    return (list(_texts(source, src_field, len(source))),
+            list(_texts(source, tgt_field, len(source))))
+
+
 def seq2seq_data(config, workdir: str) -> Bundle:
     train = _source(config, workdir, "train")
     validation = _source(config, workdir, "validation")
@@ -329,4 +338,4 @@ def array_data(config, workdir: str, *, value_range: tuple[float, float]) -> Bun
                   tokenizer=None, metric="", extras={"value_range": tuple(value_range)})
 
 
-__all__ = ["Bundle", "array_data", "lm_data", "seq2seq_data"]
+__all__ = ["Bundle", "array_data", "lm_data", "seq2seq_data", "split_texts"]

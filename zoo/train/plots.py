@@ -43,17 +43,26 @@ def plot_attention(path: str, weights, src_tokens: Sequence[str], tgt_tokens: Se
     """Heat map of one example's attention, target tokens (rows) x source tokens (columns).
 
     Args:
-      weights: [T, S] attention weights (rows: generated tokens; columns: source tokens).
+      weights: [T, S] attention weights (rows: generated tokens; columns: source
+        tokens), or [N, T, S]: one panel per head, side by side.
     """
-    weights = np.asarray(weights, np.float32)[: len(tgt_tokens), : len(src_tokens)]
-    fig, ax = plt.subplots(figsize=(0.32 * len(src_tokens) + 2, 0.32 * len(tgt_tokens) + 1.5))
-    ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(src_tokens)), labels=list(src_tokens), rotation=90, fontsize=8)
-    ax.set_yticks(range(len(tgt_tokens)), labels=list(tgt_tokens), fontsize=8)
-    ax.set_xlabel("source")
-    ax.set_ylabel("output")
+    weights = np.asarray(weights, np.float32)
+    heads = weights[None] if weights.ndim == 2 else weights  # [N, T, S]
+    heads = heads[:, : len(tgt_tokens), : len(src_tokens)]
+    width, height = 0.32 * len(src_tokens) + 2, 0.32 * len(tgt_tokens) + 1.5
+    fig, axes = plt.subplots(1, len(heads), figsize=(width * len(heads), height), squeeze=False)
+    for i, (ax, head) in enumerate(zip(axes[0], heads, strict=True)):
+        ax.imshow(head, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(src_tokens)), labels=list(src_tokens), rotation=90, fontsize=8)
+        ax.set_yticks(range(len(tgt_tokens)), labels=list(tgt_tokens) if i == 0 else [],
+                      fontsize=8)
+        ax.set_xlabel("source")
+        if i == 0:
+            ax.set_ylabel("output")
+        if len(heads) > 1:
+            ax.set_title(f"head {i}", fontsize=9)
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 

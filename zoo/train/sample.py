@@ -48,9 +48,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return config_lib.validate(ml_collections.ConfigDict(json.load(f)))
 
 
-def restore_for_inference(workdir: str, config: ml_collections.ConfigDict):
+def restore_for_inference(workdir: str, config: ml_collections.ConfigDict, *,
+                          best: bool = False):
     """(family, data, model, step, params) of a run's newest checkpoint that restores, on one
-    device. Only reads the run's folder: safe beside a running job.
+    device -- or, with ``best``, of the step whose evaluation was best by the run's
+    ``train.best_metric``. Only reads the run's folder: safe beside a running job.
 
     Raises ValueError when there is no checkpoint that restores, and
     ``CheckpointMismatchError`` (a ValueError) when the newest one does not fit
@@ -69,7 +71,9 @@ def restore_for_inference(workdir: str, config: ml_collections.ConfigDict):
                               jax.random.PRNGKey(config.seed))
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           abstract)
-    restored = checkpoints.read_latest(folder, target)
+    restored = checkpoints.read_latest(
+        folder, target, best_metric=config.train.best_metric if best else None,
+        best_mode=config.train.best_mode)
     if restored is None:
         raise ValueError(f"no checkpoint in {folder!r} restores; train first (python train.py "
                          "--config ... --workdir ...)")

@@ -17,15 +17,20 @@ warning naming the sentence.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import ml_collections
+import numpy as np
 
 from zoo.data.reading import check_positive
 from zoo.data.vocab import pad
 from zoo.train import config as config_lib
+from zoo.train import data as data_lib
 from zoo.train.sample import load_config, restore_for_inference
 
 
@@ -55,9 +60,7 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
         without a checkpoint that restores, or an argument out of range.
     """
     config = load_config(workdir) if config is None else config_lib.validate(config)
-    if config.family != "seq2seq":
-        raise ValueError(f"translating needs an encoder-decoder (config family 'seq2seq'); the "
-                         f"run in {workdir!r} has family {config.family!r}")
+    _check_family(config, workdir)
     sentences = [sentences] if isinstance(sentences, str) else list(sentences)
     if not sentences:
         raise ValueError("sentences is empty: give at least one sentence to translate")
@@ -68,23 +71,147 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
     check_positive(batch_size=batch_size)
     config = _with_search(config, beam_size, length_penalty, max_len)
     family, data, model, step, params = restore_for_inference(workdir, config)
+    texts = _translate(family, data, model, params, sentences, batch_size)
+    return Translations(int(step), sentences, texts)
 
-    limit = config.data.max_src_len
+
+def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best",
+                   beam_size: int | None = None, length_penalty: float | None = None,
+                   max_len: int | None = None, batch_size: int = 64,
+                   config: ml_collections.ConfigDict | None = None) -> dict:
+    """Translates every source of a split of the run's dataset and scores it against the raw
+    reference texts: sacreBLEU and chrF with their signatures, BLEU by source-length third.
+
+    Args:
+      workdir: a 'seq2seq' training run's directory.
+      split: 'test' (the held-out split no tuning may read), 'validation' or 'train',
+        or any TFDS split expression of the dataset ('test[:100]').
+      checkpoint: 'best' (the step with the best ``train.best_metric`` among the saved
+        ones, e.g. validation BLEU) or 'latest'.
+      beam_size, length_penalty, max_len: override the run's eval search, as in
+        :func:`translate`.
+      batch_size: sentences decoded at once.
+      config: the run's config; default: ``<workdir>/config.json``.
+
+    Returns:
+      The scores plus ``step``, ``checkpoint``, ``split``, ``num_sentences``, the
+      search (``method``, ``beam_size``, ``length_penalty``, ``max_decode_len``),
+      ``sources``, ``references`` and ``hypotheses``.
+
+    Raises:
+      ValueError: as :func:`translate`; also an unknown ``checkpoint`` or an empty split.
+    """
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    config = load_config(workdir) if config is None else config_lib.validate(config)
+    _check_family(config, workdir)
+    check_positive(batch_size=batch_size)
+    config = _with_search(config, beam_size, length_penalty, max_len)
+    family, data, model, step, params = restore_for_inference(workdir, config,
+                                                              best=checkpoint == "best")
+    sources, references = data_lib.split_texts(config, workdir, split)
+    if not sources:
+        raise ValueError(f"split {split!r} of {config.data.dataset!r} has no sentences")
+    hypotheses = _translate(family, data, model, params, sources, batch_size)
+    ev = config.eval
+    result = {"step": int(step), "checkpoint": checkpoint, "split": split,
+              "num_sentences": len(sources), "method": ev.method,
+              "beam_size": ev.beam_size if ev.method == "beam" else 1,
+              "length_penalty": ev.length_penalty, "max_decode_len": ev.max_decode_len}
+    result.update(data.score(hypotheses, references, sources))
+    result.update(sources=sources, references=references, hypotheses=hypotheses)
+    return result
+
+
+def save_evaluation(workdir: str, result: dict) -> str:
+    """Writes an :func:`evaluate_split` result to ``<workdir>/eval/``: the scores as
+    ``<split>_step<N>_beam<B>_lp<alpha>.json`` and the translations, one a line, beside it
+    as ``.txt``. Returns the JSON's path."""
+    result = dict(result)
+    texts = {k: result.pop(k) for k in ("sources", "references", "hypotheses") if k in result}
+    folder = os.path.join(workdir, "eval")
+    os.makedirs(folder, exist_ok=True)
+    split = re.sub(r"[^A-Za-z0-9.-]+", "_", result["split"]).strip("_")  # test[:9] -> test_9
+    name = f"{split}_step{result['step']}_beam{result['beam_size']}_lp{result['length_penalty']:g}"
+    with open(os.path.join(folder, name + ".json"), "w") as f:
+        json.dump(result, f, indent=1)
+    if "hypotheses" in texts:
+        with open(os.path.join(folder, name + ".txt"), "w") as f:
+            f.writelines(line + "\n" for line in texts["hypotheses"])
+    return os.path.join(folder, name + ".json")
+
+
+class Alignment(NamedTuple):
+    step: int  # the checkpoint's step
+    source: list[str]  # the source's subword pieces, S of them
+    output: list[str]  # the translation's pieces up to and with </s>, T of them
+    text: str  # the translation
+    weights: np.ndarray  # [T, S] an RNN's alignment; [N, T, S] a Transformer's heads
+
+
+def align(workdir: str, sentence: str, *, checkpoint: str = "latest",
+          beam_size: int | None = None, length_penalty: float | None = None,
+          max_len: int | None = None,
+          config: ml_collections.ConfigDict | None = None) -> Alignment:
+    """Translates one sentence and returns where the model looked while writing each piece.
+
+    The weights are the model's attention under teacher forcing on its own
+    translation (the figures of Bahdanau et al. 2015 and Luong et al. 2015): an
+    RNN's one alignment [T, S], or every head of the last decoder layer's
+    encoder-decoder attention [N, T, S] for a Transformer. ``checkpoint`` is
+    'latest' or 'best'; the other arguments are those of :func:`translate`.
+
+    Raises:
+      ValueError: as :func:`translate`; also for a model without attention (the plain
+        context-vector seq2seq has nothing to draw).
+    """
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    config = load_config(workdir) if config is None else config_lib.validate(config)
+    _check_family(config, workdir)
+    if not isinstance(sentence, str) or not sentence.strip():
+        raise ValueError(f"sentence must be a non-empty string, got {sentence!r}")
+    config = _with_search(config, beam_size, length_penalty, max_len)
+    family, data, model, step, params = restore_for_inference(workdir, config,
+                                                              best=checkpoint == "best")
+    ids = list(data.src_tokenizer.encode(sentence))[: config.data.max_src_len]
+    src, lengths = pad([ids])  # [1, S], [1]
+    tokens = family.decode(model, params, src, lengths)  # [1, T]
+    drawn = family.alignments(model, params, data, src, lengths, tokens)
+    if drawn is None:
+        raise ValueError(f"the model of {workdir!r} ({config.model.name}) has no attention "
+                         "to draw: the plain seq2seq reads one context vector")
+    [(source, output, weights)] = drawn
+    return Alignment(int(step), source, output, data.detokenize(tokens[0]), weights)
+
+
+def _check_family(config, workdir: str) -> None:
+    if config.family != "seq2seq":
+        raise ValueError(f"translating needs an encoder-decoder (config family 'seq2seq'); the "
+                         f"run in {workdir!r} has family {config.family!r}")
+
+
+def _translate(family, data, model, params, sentences: list[str], batch_size: int) -> list[str]:
+    """The best translation of each sentence, in order; decoded in batches of similar length."""
+    limit = family.config.data.max_src_len
     rows = []
     for i, sentence in enumerate(sentences):
         ids = list(data.src_tokenizer.encode(sentence))
         if len(ids) > limit:
             warnings.warn(f"sentence {i} has {len(ids)} tokens; the model was trained on at "
                           f"most data.max_src_len={limit}, so it is cut there: {sentence!r}",
-                          stacklevel=2)
+                          stacklevel=3)
             ids = ids[:limit]
         rows.append(ids)
-    texts = []
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding per batch
+    texts = [""] * len(rows)
     for start in range(0, len(rows), batch_size):
-        src, lengths = pad(rows[start:start + batch_size])  # [B, S], [B]
+        part = order[start:start + batch_size]
+        src, lengths = pad([rows[i] for i in part])  # [B, S], [B]
         tokens = family.decode(model, params, src, lengths)  # [B, T]
-        texts += [data.detokenize(row) for row in tokens]
-    return Translations(int(step), sentences, texts)
+        for i, row in zip(part, tokens, strict=True):
+            texts[i] = data.detokenize(row)
+    return texts
 
 
 def _with_search(config, beam_size, length_penalty, max_len) -> ml_collections.ConfigDict:

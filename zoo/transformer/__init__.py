@@ -6,7 +6,13 @@ transformer_tiny (``EncoderDecoder``); lm_small, lm_tiny (``DecoderLM``).
 
 from zoo import registry
 from zoo.transformer.config import REMAT_POLICIES, TransformerConfig
-from zoo.transformer.encoder_decoder import Decoder, Encoder, EncoderDecoder, EncoderMemory
+from zoo.transformer.encoder_decoder import (
+    Decoder,
+    Encoder,
+    EncoderDecoder,
+    EncoderMemory,
+    cross_attention_weights,
+)
 from zoo.transformer.layers import DecoderLayer, EncoderLayer, LayerContext
 from zoo.transformer.lm import DecoderLM, LMOutput
 from zoo.transformer.presets import PRESETS
@@ -29,6 +35,7 @@ __all__ = [
     "LayerContext",
     "EncoderMemory",
     "TransformerConfig",
+    "cross_attention_weights",
     "stack_layer_params",
     "unstack_layer_params",
 ]

@@ -28,7 +28,7 @@ from zoo.transformer.embedding import (
     make_embed,
     positions_from_segments,
 )
-from zoo.transformer.layers import DecoderLayer, EncoderLayer, LayerContext
+from zoo.transformer.layers import CROSS_WEIGHTS, DecoderLayer, EncoderLayer, LayerContext
 from zoo.transformer.stack import run_layers
 
 Array = jax.Array
@@ -225,3 +225,26 @@ class EncoderDecoder(nn.Module):
         memory = self.encode(src, src_lengths, deterministic=deterministic)
         logits = self.decode(memory, tgt_in, deterministic=deterministic)  # [B, T, V]
         return Seq2SeqOutput(logits=logits, attention=None)
+
+
+def cross_attention_weights(model: EncoderDecoder, params, src: Array, tgt_in: Array, *,
+                            src_lengths: Array | None = None) -> Array:
+    """Every decoder layer's encoder-decoder attention under teacher forcing.
+
+    src [B, S], tgt_in [B, T] (shifted right), src_lengths [B] -> weights
+    [L, B, N, T, S] float32, L decoder layers from the first to the last, N heads; each
+    row sums to 1 over the real source positions (padding gets 0). The Transformer's
+    counterpart of an RNN's one alignment: it has L x N of them.
+    """
+    _, state = model.apply({"params": params}, src, tgt_in, src_lengths=src_lengths,
+                           mutable=["intermediates"])
+    found = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state["intermediates"])[0]:
+        names = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        if CROSS_WEIGHTS in names:
+            layer = next((int(n.rsplit("_", 1)[1]) for n in names if n.startswith("layers_")),
+                         0)
+            found.append((layer, leaf if leaf.ndim == 5 else leaf[None]))  # scanned: [L, ...]
+    if not found:
+        raise ValueError("the model sowed no cross-attention weights (is it an EncoderDecoder?)")
+    return jnp.concatenate([w for _, w in sorted(found, key=lambda item: item[0])], axis=0)

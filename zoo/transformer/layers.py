@@ -37,6 +37,11 @@ _PLACEMENTS: dict[str, Callable[..., Array]] = {
 }
 
 
+# The name under which a decoder layer sows its cross-attention weights [B, N, T, S] when
+# the 'intermediates' collection is mutable.
+CROSS_WEIGHTS = "cross_attention_weights"
+
+
 class LayerContext(NamedTuple):
     """Inputs shared by every layer of a stack (broadcast over ``nn.scan``)."""
 
@@ -120,8 +125,16 @@ class DecoderLayer(_Layer):
             # Rotary positions compare query and key positions of one sequence; source and
             # target positions are unrelated, so cross-attention never rotates.
             cross = self._attention("cross_attention", is_causal=False, rotary=False)
-            x = self._residual(x, lambda h: cross(
-                h, ctx.memory, kv_lengths=ctx.memory_lengths,
-                deterministic=self.deterministic), "cross_attention")
+
+            def attend(h: Array) -> Array:
+                options = dict(kv_lengths=ctx.memory_lengths, deterministic=self.deterministic)
+                if not self.is_mutable_collection("intermediates"):
+                    return cross(h, ctx.memory, **options)
+                # Asked for (EncoderDecoder.cross_attention_weights): keep the alignment.
+                y, weights = cross(h, ctx.memory, return_weights=True, **options)
+                self.sow("intermediates", CROSS_WEIGHTS, weights)  # [B, N, T, S]
+                return y
+
+            x = self._residual(x, attend, "cross_attention")
         return self._residual(x, self._ffn, "ffn"), None
 

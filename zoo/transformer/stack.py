@@ -48,7 +48,7 @@ def run_layers(layer_cls: type[nn.Module], num_layers: int, config: TransformerC
     if config.scan_layers:
         scanned = nn.scan(
             layer_cls,
-            variable_axes={"params": 0, "cache": 1},
+            variable_axes={"params": 0, "cache": 1, "intermediates": 0},
             split_rngs={"params": True, "dropout": True},
             in_axes=nn.broadcast,
             length=num_layers,

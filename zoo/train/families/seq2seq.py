@@ -8,7 +8,8 @@ Both model classes share the interface of ``zoo.seq2seq``, so nothing here
 depends on which one is trained. Evaluation reports the loss-based metrics,
 decodes the held-out sources for real (greedy or beam) and scores exact match
 (generated tasks) or sacreBLEU (translation), and draws the attention of the
-model over its own output for models that have one alignment (the RNNs).
+model over its own output: the RNNs' one alignment, or each head of the
+Transformer's last encoder-decoder attention.
 """
 
 from __future__ import annotations
@@ -28,15 +29,19 @@ from zoo.train import data as data_lib
 from zoo.train import losses, plots
 from zoo.train.families.base import TokenFamily
 from zoo.train.state import TrainState
-from zoo.transformer import EncoderDecoder
+from zoo.transformer import EncoderDecoder, cross_attention_weights
 
 NUM_PRINTED = 3  # decoded examples printed per evaluation
 
 
 @functools.lru_cache(maxsize=8)
 def _attention(model):
-    """(params, src, tgt_in, src_lengths) -> the model's one alignment [B, T, S] or None,
-    jitted."""
+    """(params, src, tgt_in, src_lengths) -> what to draw, jitted: an RNN's one alignment
+    [B, T, S], or every head of a Transformer's last decoder layer's encoder-decoder
+    attention [B, N, T, S]."""
+    if isinstance(model, EncoderDecoder):
+        return jax.jit(lambda params, src, tgt_in, src_lengths: cross_attention_weights(
+            model, params, src, tgt_in, src_lengths=src_lengths)[-1])
     return jax.jit(lambda params, src, tgt_in, src_lengths: model.apply(
         {"params": params}, src, tgt_in, src_lengths=src_lengths).attention)
 
@@ -102,7 +107,8 @@ class Seq2SeqFamily(TokenFamily):
         return result
 
     def _heatmaps(self, model, params, data, first, workdir: str, step: int, *, draw: bool):
-        """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3.
+        """Attention of the model over its own decoded outputs, as in Bahdanau et al. Fig. 3
+        (for a Transformer: each head of the last layer's encoder-decoder attention).
 
         Every process computes the weights (the parameters may span all of them);
         only a process with ``draw`` writes the pictures."""
@@ -110,20 +116,39 @@ class Seq2SeqFamily(TokenFamily):
         # The longest sources of the batch make the most telling pictures.
         count = min(self.config.eval.num_heatmaps, len(src))
         pick = np.argsort(-np.asarray(src_lengths), kind="stable")[:count]
-        src, src_lengths, tokens = np.asarray(src)[pick], np.asarray(src_lengths)[pick], \
-            tokens[pick]
-        tgt_in = np.concatenate([np.full((count, 1), BOS_ID, np.int32), tokens[:, :-1]], axis=1)
-        weights = _attention(model)(params, src, tgt_in, src_lengths)  # [n, T, S] or None
-        if weights is None or not draw:
+        drawn = self.alignments(model, params, data, np.asarray(src)[pick],
+                                np.asarray(src_lengths)[pick], np.asarray(tokens)[pick])
+        if drawn is None or not draw:
             return
-        weights = np.asarray(weights)
         folder = os.path.join(workdir, "attention")
         os.makedirs(folder, exist_ok=True)
-        for i in range(count):
+        for i, (src_tokens, tgt_tokens, weights) in enumerate(drawn):
+            plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights,
+                                 src_tokens, tgt_tokens, title=f"step {step}")
+
+    @staticmethod
+    def alignments(model, params, data, src, src_lengths, tokens):
+        """The attention of the model over its own outputs, one entry a sentence, or None for
+        a model without attention.
+
+        src [B, S], src_lengths [B], tokens [B, T] (decoded outputs, <eos>-terminated or
+        full) -> [(source pieces, output pieces up to <eos>, weights)], the weights
+        [T', S'] for an RNN's one alignment or [N, T', S'] for each head of a
+        Transformer's last encoder-decoder attention, cut to the real pieces.
+        """
+        tgt_in = np.concatenate([np.full((len(src), 1), BOS_ID, np.int32),
+                                 np.asarray(tokens)[:, :-1]], axis=1)  # [B, T]
+        weights = _attention(model)(params, src, tgt_in, src_lengths)  # [B, (N,) T, S] or None
+        if weights is None:
+            return None
+        weights = np.asarray(weights)
+        out = []
+        for i in range(len(src)):
             src_tokens = [data.src_tokenizer.decode([int(t)]) or "·"
                           for t in src[i, : src_lengths[i]]]
             out_ids = [int(t) for t in tokens[i]]
             end = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
             tgt_tokens = [data.tokenizer.decode([t]) or "</s>" for t in out_ids[:end]]
-            plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights[i],
-                                 src_tokens, tgt_tokens, title=f"step {step}")
+            out.append((src_tokens, tgt_tokens,
+                         weights[i][..., :end, : len(src_tokens)]))
+        return out
