@@ -22,6 +22,7 @@ from debian_data import needs
 
 from zoo.train import config as config_lib
 from zoo.train.loop import train_and_evaluate
+from zoo.train.translation import align
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -85,6 +86,11 @@ def test_tiny_variant_trains(name, tmp_path, data_dir):
     assert os.listdir(tmp_path / "checkpoints")
     if config.family in ("vae", "gan"):  # the generative families draw at every evaluation
         assert os.listdir(tmp_path / "images")
+    if config.family == "seq2seq":  # attention pictures: an RNN's alignment, a Transformer's heads
+        assert os.path.exists(tmp_path / "attention") == ("plain" not in config.model.name)
+    if "plain" in config.model.name:
+        with pytest.raises(ValueError, match="no attention to draw"):
+            align(str(tmp_path), "En el principio creó Dios los cielos y la tierra.")
 
 
 def test_plain_variant_of_the_date_job_is_a_plain_seq2seq():

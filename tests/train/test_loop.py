@@ -22,7 +22,7 @@ from zoo.train import config as config_lib
 from zoo.train import loop
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import NonFiniteLossError, train_and_evaluate
-from zoo.train.translation import evaluate_split, translate
+from zoo.train.translation import align, evaluate_split, translate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
@@ -379,3 +379,14 @@ def test_the_command_line_evaluates_and_writes_the_scores(finished_run, tmp_path
     wrong = subprocess.run(cmd[:-6] + ["--split", "nope"], capture_output=True, text=True,
                            cwd=ROOT, timeout=300)
     assert wrong.returncode == 1 and "train.py --eval_only:" in wrong.stderr
+
+
+def test_align_gives_the_alignment_of_the_translation(finished_run):
+    out = align(str(finished_run), "February 11, 1991")
+    assert out.step == 6
+    assert out.text == translate(str(finished_run), ["February 11, 1991"]).texts[0]
+    assert out.source == list("February 11, 1991")  # characters: the date task's vocabulary
+    assert out.weights.shape == (len(out.output), len(out.source))
+    np.testing.assert_allclose(out.weights.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="sentence must be a non-empty string"):
+        align(str(finished_run), " ")

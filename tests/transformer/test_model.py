@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zoo import registry
-from zoo.transformer import stack_layer_params, unstack_layer_params
+from zoo.transformer import cross_attention_weights, stack_layer_params, unstack_layer_params
 
 B, S, T = 2, 9, 7
 
@@ -149,3 +149,32 @@ def test_separate_vocabularies_and_untied_output():
     assert params["embed"]["embedding"].value.shape == (64, 32)
     assert params["decoder"]["output_kernel"].value.shape == (32, 64)
     assert model.apply({"params": params}, src, tgt).logits.shape == (B, T, 64)
+
+
+def test_cross_attention_weights_of_every_layer_and_head():
+    model, params, src, tgt = _seq2seq()
+    lengths = jnp.array([S, 5])
+    weights = cross_attention_weights(model, params, src, tgt, src_lengths=lengths)
+    c = model.config
+    assert weights.shape == (c.num_decoder_layers, B, c.num_heads, T, S)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)  # over the real sources
+    np.testing.assert_array_equal(weights[:, 1, :, :, 5:], 0.0)  # padding is never looked at
+    garbage = src.at[1, 5:].set(_ids((S - 5,), 64, 9))
+    np.testing.assert_allclose(
+        cross_attention_weights(model, params, garbage, tgt, src_lengths=lengths), weights,
+        atol=1e-6)
+    # Row t depends on target tokens up to t only (the decoder is causal).
+    later = tgt.at[:, 4:].set(_ids((B, T - 4), 64, 8))
+    np.testing.assert_allclose(
+        cross_attention_weights(model, params, src, later, src_lengths=lengths)[:, :, :, :4],
+        weights[:, :, :, :4], atol=1e-6)
+    # Collecting the weights changes nothing else, and a scanned stack gives the same ones.
+    out, _ = model.apply({"params": params}, src, tgt, src_lengths=lengths,
+                         mutable=["intermediates"])
+    np.testing.assert_allclose(
+        out.logits, model.apply({"params": params}, src, tgt, src_lengths=lengths).logits,
+        atol=1e-6)
+    scanned = model.clone(config=dataclasses.replace(c, scan_layers=True))
+    np.testing.assert_allclose(
+        cross_attention_weights(scanned, stack_layer_params(params), src, tgt,
+                                src_lengths=lengths), weights, atol=1e-5)
