@@ -65,7 +65,7 @@ def test_scores(workdir: str) -> dict:
         return json.load(f)
 
 
-def curves(workdir: str) -> dict:
+def curves(workdir: str, planned_steps: int) -> dict:
     """Evaluation records with wall-clock hours since the run's config.json was written."""
     start = os.path.getmtime(os.path.join(workdir, "config.json"))
     records = metrics_lib.read(workdir)
@@ -77,6 +77,7 @@ def curves(workdir: str) -> dict:
             "train_step": [r["step"] for r in train], "train_nll": [r.get("nll") for r in train],
             "train_hours": [(r["time"] - start) / 3600 for r in train],
             "last_step": max((r["step"] for r in records), default=0),
+            "planned_steps": planned_steps,
             "wall_hours": (max(r["time"] for r in records) - start) / 3600 if records else 0.0}
 
 
@@ -175,7 +176,8 @@ def main():
         family, data, model, step, params = restore_for_inference(
             workdir, config, best=checkpoint == "best")
         runs[name] = {
-            "workdir": workdir, "test": test, "curves": curves(workdir),
+            "workdir": workdir, "test": test,
+            "curves": curves(workdir, config.train.num_train_steps),
             "params": int(sum(np.size(x) for x in jax.tree.leaves(params))),
             "command": f"python train.py --config configs/nmt_{args.task}.py:{name} "
                        f"--workdir {workdir}",
@@ -186,12 +188,15 @@ def main():
     plot_bleu_by_length(args.task, runs)
 
     rows = ["| model | test BLEU | chrF | BLEU shortest / middle / longest third | params | "
-            "steps (best) | wall time | command |", "|" + " --- |" * 8]
+            "steps | wall time | command |", "|" + " --- |" * 8]
     for name, run in runs.items():
         t, c = run["test"], run["curves"]
         thirds = " / ".join(f"{t[k]:.1f}" for k in THIRDS)
+        steps = str(c["last_step"])
+        if c["last_step"] < c["planned_steps"]:
+            steps += f" of {c['planned_steps']} (stopped)"
         rows.append(f"| {name} | **{t['bleu']:.1f}** | {t['chrf']:.1f} | {thirds} | "
-                    f"{run['params'] / 1e6:.1f}M | {c['last_step']} ({t['step']}) | "
+                    f"{run['params'] / 1e6:.1f}M | {steps}, best {t['step']} | "
                     f"{c['wall_hours'] * 60:.0f} min | `{run['command']}` |")
     some = next(iter(runs.values()))["test"]
     header = [f"# {args.task}: test split, {some['num_sentences']} sentences", "",
