@@ -106,4 +106,7 @@ def make_tiny(c, model: str) -> None:
     c.train.progress_bar = False
     c.eval.num_examples = 16
     c.eval.max_decode_len = 8
+    # Greedy: compiling beam search for every tiny model costs the suite ~15 s each; beam
+    # search is exercised by transformer_base:tiny and the decoding and translate tests.
+    c.eval.method = "greedy"
     c.eval.num_heatmaps = 1
