@@ -90,8 +90,8 @@ def main(argv):
         _sample()
         return
     if FLAGS.config is None:
-        raise app.UsageError("--config is required (only --sample and --translate run "
-                             "without it)")
+        raise app.UsageError("--config is required (only --sample, --translate and "
+                             "--eval_only run without it)")
     if FLAGS.num_cpu_devices:
         jax.config.update("jax_num_cpu_devices", FLAGS.num_cpu_devices)
     # Before anything touches a device: every process joins the coordinator first.

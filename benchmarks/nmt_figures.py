@@ -35,11 +35,11 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from zoo.data.vocab import pad  # noqa: E402
 from zoo.train import data as data_lib  # noqa: E402
 from zoo.train import metrics as metrics_lib  # noqa: E402
 from zoo.train import plots  # noqa: E402
 from zoo.train.sample import load_config, restore_for_inference  # noqa: E402
+from zoo.train.translation import align  # noqa: E402
 
 plt = plots.plt
 OUT = os.path.join(ROOT, "benchmarks", "results", "nmt")
@@ -138,19 +138,17 @@ def pick_sentence(sources: list[str], lo: int = 12, hi: int = 20) -> int:
     return 0
 
 
-def draw_attention(task: str, name: str, family, data, model, params, sentence: str,
-                   step: int) -> str | None:
-    ids = list(data.src_tokenizer.encode(sentence))[: family.config.data.max_src_len]
-    src, lengths = pad([ids])  # [1, S], [1]
-    tokens = family.decode(model, params, src, lengths)  # [1, T]
-    drawn = family.alignments(model, params, data, src, lengths, tokens)
-    if drawn is None:
+def draw_attention(task: str, name: str, workdir: str, checkpoint: str,
+                   sentence: str) -> str | None:
+    """The run's attention while it translates ``sentence``; None for the plain model."""
+    try:
+        where = align(workdir, sentence, checkpoint=checkpoint)
+    except ValueError:  # the plain seq2seq: one context vector, nothing to draw
         return None
-    [(source, output, weights)] = drawn
-    what = ("encoder-decoder attention, last layer" if weights.ndim == 3 else "alignment")
+    what = "encoder-decoder attention, last layer" if where.weights.ndim == 3 else "alignment"
     path = os.path.join(OUT, f"{task}_attention_{name}.png")
-    return plots.plot_attention(path, weights, source, output,
-                                title=f"{task} {name} (step {step}), {what}")
+    return plots.plot_attention(path, where.weights, where.source, where.output,
+                                title=f"{task} {name} (step {where.step}), {what}")
 
 
 def main():
@@ -173,16 +171,14 @@ def main():
             index = pick_sentence(sources) if args.sentence is None else args.sentence
             sentence = sources[index]
         checkpoint = test.get("checkpoint", "best")
-        family, data, model, step, params = restore_for_inference(
-            workdir, config, best=checkpoint == "best")
+        params = restore_for_inference(workdir, config, best=checkpoint == "best")[-1]
         runs[name] = {
             "workdir": workdir, "test": test,
             "curves": curves(workdir, config.train.num_train_steps),
             "params": int(sum(np.size(x) for x in jax.tree.leaves(params))),
             "command": f"python train.py --config configs/nmt_{args.task}.py:{name} "
                        f"--workdir {workdir}",
-            "figure": draw_attention(args.task, name, family, data, model, params, sentence,
-                                     step),
+            "figure": draw_attention(args.task, name, workdir, checkpoint, sentence),
         }
     plot_curves(args.task, runs)
     plot_bleu_by_length(args.task, runs)

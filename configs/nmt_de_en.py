@@ -3,7 +3,7 @@
 The data is zoo's ``de_en/sentences`` (Debian ``trans-de-en``: short everyday
 sentence pairs). Pairs are held out by a hash of the German sentence: 2.5%
 for validation and 2.5% for test (18.7k training pairs, 539 validation pairs).
-Sentences are short (about 6 words), so the length bounds cut nothing.
+Sentences are short (about 8 words), so the length bounds cut nothing.
 
     make data   # once: installs trans-de-en
     python train.py --config configs/nmt_de_en.py --workdir runs/de_en_transformer
@@ -24,7 +24,7 @@ def get_config(arg: str | None = None):
     c.data.vocab_size = 4000
     c.data.max_src_len = 64
     c.data.max_tgt_len = 64
-    c.data.buckets = (16, 32)  # and 64
+    c.data.buckets = (16, 32)  # and max_src_len / max_tgt_len
     c.data.batch_size = 64
     if model == "transformer":
         c.model.max_len = 96

@@ -26,7 +26,7 @@ def get_config(arg: str | None = None):
     c.data.vocab_size = 4000
     c.data.max_src_len = 128
     c.data.max_tgt_len = 128
-    c.data.buckets = (32, 48, 64, 96)  # and 128
+    c.data.buckets = (32, 48, 64, 96)  # and max_src_len / max_tgt_len
     c.data.batch_size = 64
     if model == "transformer":
         c.model.max_len = 160

@@ -2,7 +2,9 @@
 
     python train.py --workdir runs/de_en --translate "Guten Morgen." "Wie geht es dir?"
     python train.py --workdir runs/de_en --translate --beam_size 8 < sentences.de
+    python train.py --workdir runs/de_en --eval_only --split test    # scores: evaluate_split
     out = zoo.train.translate("runs/de_en", ["Guten Morgen."], beam_size=4)
+    where = align("runs/de_en", "Guten Morgen.")                      # attention weights
 
 Glossary: B sentences, S longest source, T longest translation (both in tokens).
 
@@ -59,8 +61,6 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
       ValueError: no sentences, an empty sentence, a run of another family, a run
         without a checkpoint that restores, or an argument out of range.
     """
-    config = load_config(workdir) if config is None else config_lib.validate(config)
-    _check_family(config, workdir)
     sentences = [sentences] if isinstance(sentences, str) else list(sentences)
     if not sentences:
         raise ValueError("sentences is empty: give at least one sentence to translate")
@@ -69,8 +69,8 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
         raise ValueError(f"sentences must be non-empty strings; entry {blank[0]} is "
                          f"{sentences[blank[0]]!r}")
     check_positive(batch_size=batch_size)
-    config = _with_search(config, beam_size, length_penalty, max_len)
-    family, data, model, step, params = restore_for_inference(workdir, config)
+    _, family, data, model, step, params = _restore(workdir, config, "latest", beam_size,
+                                                    length_penalty, max_len)
     texts = _translate(family, data, model, params, sentences, batch_size)
     return Translations(int(step), sentences, texts)
 
@@ -101,14 +101,9 @@ def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best
     Raises:
       ValueError: as :func:`translate`; also an unknown ``checkpoint`` or an empty split.
     """
-    if checkpoint not in ("best", "latest"):
-        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
-    config = load_config(workdir) if config is None else config_lib.validate(config)
-    _check_family(config, workdir)
     check_positive(batch_size=batch_size)
-    config = _with_search(config, beam_size, length_penalty, max_len)
-    family, data, model, step, params = restore_for_inference(workdir, config,
-                                                              best=checkpoint == "best")
+    config, family, data, model, step, params = _restore(workdir, config, checkpoint, beam_size,
+                                                         length_penalty, max_len)
     sources, references = data_lib.split_texts(config, workdir, split)
     if not sources:
         raise ValueError(f"split {split!r} of {config.data.dataset!r} has no sentences")
@@ -165,17 +160,11 @@ def align(workdir: str, sentence: str, *, checkpoint: str = "latest",
       ValueError: as :func:`translate`; also for a model without attention (the plain
         context-vector seq2seq has nothing to draw).
     """
-    if checkpoint not in ("best", "latest"):
-        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
-    config = load_config(workdir) if config is None else config_lib.validate(config)
-    _check_family(config, workdir)
     if not isinstance(sentence, str) or not sentence.strip():
         raise ValueError(f"sentence must be a non-empty string, got {sentence!r}")
-    config = _with_search(config, beam_size, length_penalty, max_len)
-    family, data, model, step, params = restore_for_inference(workdir, config,
-                                                              best=checkpoint == "best")
-    ids = list(data.src_tokenizer.encode(sentence))[: config.data.max_src_len]
-    src, lengths = pad([ids])  # [1, S], [1]
+    config, family, data, model, step, params = _restore(workdir, config, checkpoint, beam_size,
+                                                         length_penalty, max_len)
+    src, lengths = pad(_source_ids(data, [sentence], config.data.max_src_len))  # [1, S], [1]
     tokens = family.decode(model, params, src, lengths)  # [1, T]
     drawn = family.alignments(model, params, data, src, lengths, tokens)
     if drawn is None:
@@ -185,24 +174,39 @@ def align(workdir: str, sentence: str, *, checkpoint: str = "latest",
     return Alignment(int(step), source, output, data.detokenize(tokens[0]), weights)
 
 
-def _check_family(config, workdir: str) -> None:
+def _restore(workdir: str, config, checkpoint: str, beam_size, length_penalty, max_len):
+    """(config with the search overrides, family, data, model, step, params) of an
+    encoder-decoder run's ``checkpoint`` ('best' or 'latest') step."""
+    if checkpoint not in ("best", "latest"):
+        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+    config = load_config(workdir) if config is None else config_lib.validate(config)
     if config.family != "seq2seq":
         raise ValueError(f"translating needs an encoder-decoder (config family 'seq2seq'); the "
                          f"run in {workdir!r} has family {config.family!r}")
+    config = _with_search(config, beam_size, length_penalty, max_len)
+    family, data, model, step, params = restore_for_inference(workdir, config,
+                                                              best=checkpoint == "best")
+    return config, family, data, model, step, params
 
 
-def _translate(family, data, model, params, sentences: list[str], batch_size: int) -> list[str]:
-    """The best translation of each sentence, in order; decoded in batches of similar length."""
-    limit = family.config.data.max_src_len
+def _source_ids(data, sentences: list[str], limit: int) -> list[list[int]]:
+    """Each sentence's source ids, cut at ``limit`` (the model's data.max_src_len) with a
+    warning naming the sentence."""
     rows = []
     for i, sentence in enumerate(sentences):
         ids = list(data.src_tokenizer.encode(sentence))
         if len(ids) > limit:
             warnings.warn(f"sentence {i} has {len(ids)} tokens; the model was trained on at "
                           f"most data.max_src_len={limit}, so it is cut there: {sentence!r}",
-                          stacklevel=3)
+                          stacklevel=4)
             ids = ids[:limit]
         rows.append(ids)
+    return rows
+
+
+def _translate(family, data, model, params, sentences: list[str], batch_size: int) -> list[str]:
+    """The best translation of each sentence, in order; decoded in batches of similar length."""
+    rows = _source_ids(data, sentences, family.config.data.max_src_len)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # less padding per batch
     texts = [""] * len(rows)
     for start in range(0, len(rows), batch_size):
