@@ -32,6 +32,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# The peak FLOP/s probe's cache (zoo/train/telemetry.py): a probe measured beside the other
+# worker's tests must not become the machine's figure for real runs.
+os.environ["ZOO_CACHE_DIR"] = os.path.join(ROOT, ".cache", "zoo-tests")
 # Compile fast rather than run fast: see the module docstring. A flag the user set wins.
 FAST_COMPILE_FLAGS = {
     "xla_backend_optimization_level": "0",

@@ -22,6 +22,7 @@ from debian_data import needs
 
 from zoo.train import config as config_lib
 from zoo.train.loop import train_and_evaluate
+from zoo.train.tensorboard import read_events
 from zoo.train.translation import align
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -94,8 +95,12 @@ def check_tiny_run(name, tmp_path, data_dir):
     assert result, "evaluation produced no metrics"
     assert (tmp_path / "metrics.jsonl").exists()
     assert os.listdir(tmp_path / "checkpoints")
+    assert os.listdir(tmp_path / "tb") and (tmp_path / "model_summary.txt").exists()
     if config.family in ("vae", "gan"):  # the generative families draw at every evaluation
         assert os.listdir(tmp_path / "images")
+        tags = {e.summary.value[0].tag for e in read_events(
+            str(next((tmp_path / "tb").iterdir()))) if e.HasField("summary")}
+        assert any(t.startswith("images/") for t in tags), tags
     if config.family == "seq2seq":  # attention pictures: an RNN's alignment, a Transformer's heads
         assert os.path.exists(tmp_path / "attention") == ("plain" not in config.model.name)
     if "plain" in config.model.name:

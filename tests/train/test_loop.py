@@ -98,6 +98,46 @@ def test_tiny_run_writes_metrics_pictures_and_checkpoints(finished):
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert (tmp_path / "attention" / "example0.png").stat().st_size > 1000
     assert {"3", "6"} <= set(os.listdir(tmp_path / "checkpoints"))
+    assert train[-1]["flops_per_sec"] > 0 and 0 < train[-1]["mfu"] < 1
+
+
+def _events(workdir):
+    """TensorBoard's own reading of the run's event files: the accumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = os.listdir(workdir / "tb")
+    assert len(files) == 1, files  # one file, appended to across attempts
+    acc = EventAccumulator(str(workdir / "tb"),
+                           size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_holds_every_logged_metric_the_pictures_and_the_examples(finished):
+    workdir = finished[0]
+    acc = _events(workdir)
+    records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    for split in ("train", "eval"):
+        rows = [r for r in records if r["split"] == split]
+        for key in rows[0].keys() - {"step", "split", "time"}:
+            scalars = acc.Scalars(f"{split}/{key}")
+            assert [e.step for e in scalars] == [r["step"] for r in rows], key
+            np.testing.assert_allclose([e.value for e in scalars], [r[key] for r in rows],
+                                       rtol=1e-6, err_msg=key)
+    assert {"train/learning_rate", "train/grad_norm"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Images("attention/example0")] == [3, 6]
+    png = acc.Images("attention/example0")[-1].encoded_image_string
+    assert png.startswith(b"\x89PNG")
+    text = acc.Tensors("eval/examples/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert "**reference**" in text and "**hypothesis**" in text
+
+
+def test_model_summary_counts_every_parameter(finished):
+    workdir = finished[0]
+    summary = open(workdir / "model_summary.txt").read()
+    total = int(re.search(r"^total\s+([\d,]+)", summary, re.M).group(1).replace(",", ""))
+    _, params = _final_params(workdir)
+    assert total == sum(p.size for p in jax.tree.leaves(params))
 
 
 def test_rerun_of_a_finished_job_resumes_instead_of_retraining(finished_run, tmp_path):
@@ -126,8 +166,12 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     earlier step."""
     flags = ["--config.train.num_train_steps=10", "--config.train.checkpoint_every=5",
              "--config.train.eval_every=10", "--config.train.log_every=5"]
-    straight = _run_cli(tmp_path / "straight", *flags)
+    # The uninterrupted run also captures a profile of steps 2-3 (it changes no value).
+    straight = _run_cli(tmp_path / "straight", *flags, "--config.train.profile_steps=(2,3)")
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
+    traces = list((tmp_path / "straight" / "profile").glob("plugins/profile/*/*.xplane.pb"))
+    assert traces and traces[0].stat().st_size > 0
+    assert list((tmp_path / "straight" / "profile").glob("plugins/profile/*/perfetto*"))
 
     victim = _run_cli(tmp_path / "killed", *flags)
     ckpt_dir = tmp_path / "killed" / "checkpoints"
@@ -159,6 +203,14 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous(finished_run, tmp_
     moved = os.listdir(str(tmp_path / "checkpoints") + ".corrupt")
     assert len(moved) == 1 and moved[0].startswith("6-")
     assert _final_params(tmp_path)[0] == 9
+    # Steps 4 and 6 were logged by the first attempt and again after the rewind to 3:
+    # both logs keep one of each, in order.
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6, 8, 9]
+    assert [r["step"] for r in records if r["split"] == "eval"] == [3, 6, 9]
+    acc = _events(tmp_path)
+    assert [e.step for e in acc.Scalars("train/loss")] == [2, 4, 6, 8, 9]
+    assert [e.step for e in acc.Scalars("eval/nll")] == [3, 6, 9]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -193,6 +245,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     ("train.bogus", 1, ValueError, "train.bogus"),
     ("train.num_train_steps", "ten", TypeError, "train.num_train_steps"),
     ("model.hidden_sizes", 3, ValueError, "hidden_sizes"),
+    ("train.profile_steps", (3, 2), ValueError, r"train.profile_steps.*1 <= first <= last"),
+    ("train.profile_steps", (1, 99), ValueError, r"train.profile_steps.*num_train_steps = 6"),
 ])
 def test_bad_config_keys_fail_before_compiling(tmp_path, key, value, error, match):
     # A config file may spell anything; build it untyped, as a file would.

@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+from zoo.train.tensorboard import read_events
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
 # A constant learning rate keeps the run length out of the compiled step, so both tests'
@@ -108,6 +110,12 @@ def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     train = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     train = [r for r in train if r["split"] == "train"]
     assert [r["step"] for r in train] == [2, 4]  # 1-2 by two processes, 3-4 by one
+    # TensorBoard: process 0 alone wrote, one file, appended to by the resumed run.
+    events = os.listdir(workdir / "tb")
+    assert len(events) == 1, events
+    loss = [e.step for e in read_events(str(workdir / "tb" / events[0]))
+            if e.HasField("summary") and e.summary.value[0].tag == "train/loss"]
+    assert loss == [2, 4]
 
 
 def test_when_one_process_dies_the_other_exits_with_an_error(tmp_path):

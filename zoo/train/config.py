@@ -68,6 +68,11 @@ def base_config() -> ml_collections.ConfigDict:
     # A workdir (or its checkpoints/ folder) to start from when this workdir has no
     # checkpoint yet: the newest good step there is restored onto this run's devices.
     c.train.restore_from = ""
+    # (a, b): a jax.profiler trace of train steps a..b (1-based) in <workdir>/profile/.
+    c.train.profile_steps = ()
+    # Peak FLOP/s of one device, for model-FLOPs utilisation; 0 measures a matmul once per
+    # machine (zoo/train/telemetry.py) and caches it.
+    c.train.peak_flops = 0.0
 
     # The device mesh and how the models' logical axes map onto it (zoo/sharding.py).
     c.mesh = ml_collections.ConfigDict()
@@ -117,6 +122,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     overrides = {k: v for k, v in model.items() if k != "name"}
     registry.make_config(model.get("name", base.model.name), **overrides)  # raises on bad keys
     merged.model = model
+    profile = tuple(merged.train.profile_steps)
+    if profile and not (len(profile) == 2 and all(isinstance(s, int) for s in profile)
+                        and 1 <= profile[0] <= profile[1] <= merged.train.num_train_steps):
+        raise ValueError(f"config key 'train.profile_steps' is {profile!r}; allowed: () or "
+                         f"(first, last) steps with 1 <= first <= last <= "
+                         f"train.num_train_steps = {merged.train.num_train_steps}")
     if merged.optim.num_train_steps != merged.train.num_train_steps:
         merged.optim.num_train_steps = merged.train.num_train_steps
     return merged

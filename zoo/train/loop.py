@@ -14,6 +14,10 @@ batch; the step is traced with the mesh and rules in scope so the models'
 logical activation constraints are real. Evaluation runs on the sharded
 parameters outside that scope (its batches need not divide the mesh).
 
+Reporting (``zoo/train/metrics.py``, ``zoo/train/telemetry.py``): a model summary at
+start, metrics to ``metrics.jsonl`` and TensorBoard from one writer, FLOP/s and
+model-FLOPs utilisation beside tokens/s, and a profile of chosen steps.
+
 Resume: the train state, the data iterator's state and the config are saved
 together; a restarted run continues from the newest checkpoint that restores
 and -- with per-step keys ``fold_in(rng, step)`` and a restored iterator --
@@ -39,7 +43,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo import sharding
-from zoo.train import checkpoints, families, optim, plots
+from zoo.train import checkpoints, families, optim, plots, telemetry
 from zoo.train import config as config_lib
 from zoo.train import metrics as metrics_lib
 from zoo.train.state import make_train_step
@@ -98,9 +102,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     state, shardings = init_sharded(lambda rng: family.init_state(model, tx, rng), plan,
                                     jax.random.PRNGKey(config.seed))
-    train_step = jax.jit(make_train_step(family.phases(model), schedule), donate_argnums=0,
+    step_fn = make_train_step(family.phases(model), schedule)
+    train_step = jax.jit(step_fn, donate_argnums=0,
                          in_shardings=(shardings, plan.batch_sharding),
                          out_shardings=(shardings, plan.replicated))
+    main = jax.process_index() == 0
+    if main:
+        summary = telemetry.model_summary(
+            state.params, title=f"{config.model.name} ({type(model).__name__}) parameters")
+        print(summary, end="")
+        with open(os.path.join(workdir, "model_summary.txt"), "w") as f:
+            f.write(summary)
+    peak = telemetry.peak_flops(config.train.peak_flops) * jax.device_count()
+    flops_of: dict = {}  # batch shapes -> FLOPs of one step on them
 
     ckpt = checkpoints.Checkpointer(
         os.path.join(workdir, "checkpoints"), max_to_keep=config.train.max_to_keep,
@@ -117,18 +131,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if restored.data is not None:
             train_iter.set_state(restored.data)
         print(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
-    if jax.process_index() == 0:
+    if main:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
     num_steps = config.train.num_train_steps
     writer = metrics_lib.MetricWriter(workdir, num_steps, initial_step=start,
                                       progress_bar=config.train.progress_bar,
-                                      is_main_process=jax.process_index() == 0)
+                                      is_main_process=main)
+    profile = telemetry.ProfileWindow(config.train.profile_steps,
+                                      os.path.join(workdir, "profile"), start)
     pending: list[tuple[int, dict]] = []  # (step, its *loss metrics) not yet checked
     sums = None
     last_good = ckpt.latest_step()
-    tick, window = time.perf_counter(), 0  # steps summed into `sums` since the last log
+    tick, window, flops = time.perf_counter(), 0, 0.0  # summed since the last log
     final_eval: dict = {}
 
     def check_finite():
@@ -149,37 +165,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last_good = step
 
     def run_eval(step):
-        result = family.evaluate(model, state, data, workdir=workdir, step=step)
+        result = family.evaluate(model, state, data, workdir=workdir, step=step, log=writer)
         writer.write(step, "eval", result)
         return result
 
     for step in range(start, num_steps):
         batch = plan.global_batch(next(train_iter))
-        with plan.activate():  # logical activation constraints -> real sharding constraints
-            state, step_metrics = train_step(state, batch)
         done = step + 1
+        shapes = tuple((k, v.shape) for k, v in sorted(batch.items()))
+        if shapes not in flops_of:  # once per batch shape (buckets): a trace, no compile
+            flops_of[shapes] = telemetry.step_flops(step_fn, state, batch)
+        profile.before(done)
+        with plan.activate(), profile.annotation(done):  # logical constraints -> sharding
+            state, step_metrics = train_step(state, batch)
+        profile.after(done, state)
         pending.append((done, {k: v for k, v in step_metrics.items() if k.endswith("loss")}))
         sums = step_metrics if sums is None else jax.tree.map(jnp.add, sums, step_metrics)
-        window += 1
+        window, flops = window + 1, flops + flops_of[shapes]
         if done % config.train.log_every == 0 or done == num_steps:
             check_finite()
+            seconds = time.perf_counter() - tick
             values = family.summarize(jax.device_get(sums), jax.device_get(step_metrics),
-                                      window, time.perf_counter() - tick)
+                                      window, seconds)
+            values["flops_per_sec"] = flops / max(seconds, 1e-9)
+            values["mfu"] = values["flops_per_sec"] / peak
             writer.write(done, "train", values)
             writer.advance(done)
-            sums, tick, window = None, time.perf_counter(), 0
+            sums, tick, window, flops = None, time.perf_counter(), 0, 0.0
         is_eval = done % config.train.eval_every == 0 or done == num_steps
         if is_eval:
             final_eval = run_eval(done)
             tick = time.perf_counter()
         if done % config.train.checkpoint_every == 0 or done == num_steps:
             save(done, final_eval if is_eval else None)
+    profile.close()
     if start >= num_steps and not final_eval:
         final_eval = run_eval(start)
     ckpt.wait()
     ckpt.close()
     writer.close()
-    if jax.process_index() == 0:
+    if main:
         plots.plot_curves(workdir)
     return {k: (float(v) if isinstance(v, int | float | np.floating) else v)
             for k, v in final_eval.items()}

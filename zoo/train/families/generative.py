@@ -71,8 +71,15 @@ def _picture_path(workdir: str, name: str, step: int) -> str:
     return os.path.join(folder, f"{name}_step{step}.png")
 
 
-def _save_grid(path: str, images, columns: int, value_range) -> None:
+def _save_grid(path: str, images, columns: int, value_range) -> str:
     save_png(path, image_grid(np.asarray(images), columns, value_range=value_range))
+    return path
+
+
+def _send(log, step: int, paths: dict[str, str]) -> None:
+    """The pictures written at this evaluation, to TensorBoard (``log`` may be None)."""
+    for name, path in paths.items() if log is not None else ():
+        log.image_file(step, f"images/{name}", path)
 
 
 def _first_eval_examples(data, count: int) -> np.ndarray:
@@ -147,33 +154,35 @@ class VAEFamily(ArrayFamily):
 
         return eval_step
 
-    def evaluate(self, model: VAE, state: TrainState, data, *, workdir: str, step: int) -> dict:
+    def evaluate(self, model: VAE, state: TrainState, data, *, workdir: str, step: int,
+                 log=None) -> dict:
         sums = self.eval_sums(model, state, data)
         count = max(sums["count"], 1.0)
         result = {"negative_elbo": -sums["elbo"] / count, "kl": sums["kl"] / count,
                   "reconstruction_nll": -sums["log_likelihood"] / count}
         first = _first_eval_examples(data, NUM_RECONSTRUCTED)  # [n, ...]
         first = self._prepare(model, eval_key(_PICTURED_DATA), first)
-        self._pictures(model, state.params, first, data, workdir, step)
+        _send(log, step, self._pictures(model, state.params, first, data, workdir, step))
         return result
 
-    def _pictures(self, model: VAE, params, x, data, workdir: str, step: int) -> None:
-        """Prior samples; test examples x [n, ...] beside their reconstructions; interpolations."""
+    def _pictures(self, model: VAE, params, x, data, workdir: str, step: int) -> dict:
+        """Prior samples; test examples x [n, ...] beside their reconstructions; interpolations.
+        Returns {name: path} of the pictures this process wrote."""
         k = min(NUM_INTERPOLATIONS, len(x) // 2) if _is_image(model) else 0
         samples, recon, path = _vae_pictures(model, k)(params, x)
+        if jax.process_index() != 0:
+            return {}
         if not _is_image(model):
-            if jax.process_index() == 0:
-                plots.plot_points(_picture_path(workdir, "vae_samples", step), samples,
-                                  reference=x, title=f"VAE samples, step {step}")
-            return
+            return {"vae_samples": plots.plot_points(
+                _picture_path(workdir, "vae_samples", step), samples, reference=x,
+                title=f"VAE samples, step {step}")}
         pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # [2n, Y, X, C]
         grids = {"vae_samples": (samples, 8), "vae_reconstructions": (pairs, 8)}
         if k:
             grids["vae_interpolations"] = (path.reshape(-1, *x.shape[1:]), INTERPOLATION_STEPS)
-        if jax.process_index() == 0:
-            for name, (images, columns) in grids.items():
-                _save_grid(_picture_path(workdir, name, step), images, columns,
-                           data.extras["value_range"])
+        return {name: _save_grid(_picture_path(workdir, name, step), images, columns,
+                                 data.extras["value_range"])
+                for name, (images, columns) in grids.items()}
 
 
 @functools.lru_cache(maxsize=8)
@@ -257,7 +266,8 @@ class GANFamily(ArrayFamily):
 
         return eval_step
 
-    def evaluate(self, model: GAN, state: TrainState, data, *, workdir: str, step: int) -> dict:
+    def evaluate(self, model: GAN, state: TrainState, data, *, workdir: str, step: int,
+                 log=None) -> dict:
         sums = self.eval_sums(model, state, data)
         count = max(sums["count"], 1.0)
         result = {"d_real": sums["real"] / count, "d_fake": sums["fake"] / count}
@@ -267,17 +277,19 @@ class GANFamily(ArrayFamily):
             noise = jax.random.normal(eval_key(_PICTURED_NOISE), (NUM_PICTURED, latent))
             samples = generate(state.params, noise)  # [64, Y, X, C]
             if jax.process_index() == 0:
-                _save_grid(_picture_path(workdir, "gan_samples", step), samples, 8,
-                           data.extras["value_range"])
+                _send(log, step, {"gan_samples": _save_grid(
+                    _picture_path(workdir, "gan_samples", step), samples, 8,
+                    data.extras["value_range"])})
             return result
         noise = jax.random.normal(eval_key(_COVERAGE_NOISE), (NUM_COVERAGE, latent))
         samples = generate(state.params, noise)  # [NUM_COVERAGE, ...]
         if self.config.data.dataset == ring.DATASET:
             result.update(_coverage(samples))
         if jax.process_index() == 0 and samples.shape[1:] == (2,):
-            plots.plot_points(_picture_path(workdir, "gan_samples", step), samples,
-                              reference=_first_eval_examples(data, NUM_COVERAGE),
-                              centers=ring.mode_centers(), title=f"GAN samples, step {step}")
+            _send(log, step, {"gan_samples": plots.plot_points(
+                _picture_path(workdir, "gan_samples", step), samples,
+                reference=_first_eval_examples(data, NUM_COVERAGE),
+                centers=ring.mode_centers(), title=f"GAN samples, step {step}")})
         return result
 
 

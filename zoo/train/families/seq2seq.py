@@ -84,7 +84,8 @@ class Seq2SeqFamily(TokenFamily):
                                **options)
         return np.asarray(out.best().tokens if ev.method == "beam" else out.tokens)
 
-    def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int) -> dict:
+    def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int,
+                 log=None) -> dict:
         result = self.token_metrics(model, state, data)
 
         hypotheses, references, sources, first = [], [], [], None
@@ -99,11 +100,18 @@ class Seq2SeqFamily(TokenFamily):
         main = jax.process_index() == 0  # every process decodes; one prints and draws
         if hypotheses:
             result.update(data.score(hypotheses, references, sources))
-            for i in range(min(NUM_PRINTED, len(hypotheses)) if main else 0):
+            shown = range(min(NUM_PRINTED, len(hypotheses)) if main else 0)
+            for i in shown:
                 print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n"
                       f"  hyp: {hypotheses[i]!r}")
+            if log is not None:
+                log.text(step, "eval/examples", "\n\n".join(
+                    f"**source** {sources[i]}  \n**reference** {references[i]}  \n"
+                    f"**hypothesis** {hypotheses[i]}" for i in shown))
         if self.config.eval.num_heatmaps and first is not None:
-            self._heatmaps(model, state.params, data, first, workdir, step, draw=main)
+            paths = self._heatmaps(model, state.params, data, first, workdir, step, draw=main)
+            for i, path in enumerate(paths if log is not None else ()):
+                log.image_file(step, f"attention/example{i}", path)
         return result
 
     def _heatmaps(self, model, params, data, first, workdir: str, step: int, *, draw: bool):
@@ -111,7 +119,7 @@ class Seq2SeqFamily(TokenFamily):
         (for a Transformer: each head of the last layer's encoder-decoder attention).
 
         Every process computes the weights (the parameters may span all of them);
-        only a process with ``draw`` writes the pictures."""
+        only a process with ``draw`` writes the pictures. Returns their paths."""
         src, src_lengths, tokens = first
         # The longest sources of the batch make the most telling pictures.
         count = min(self.config.eval.num_heatmaps, len(src))
@@ -119,12 +127,12 @@ class Seq2SeqFamily(TokenFamily):
         drawn = self.alignments(model, params, data, np.asarray(src)[pick],
                                 np.asarray(src_lengths)[pick], np.asarray(tokens)[pick])
         if drawn is None or not draw:
-            return
+            return []
         folder = os.path.join(workdir, "attention")
         os.makedirs(folder, exist_ok=True)
-        for i, (src_tokens, tgt_tokens, weights) in enumerate(drawn):
-            plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights,
-                                 src_tokens, tgt_tokens, title=f"step {step}")
+        return [plots.plot_attention(os.path.join(folder, f"example{i}.png"), weights,
+                                     src_tokens, tgt_tokens, title=f"step {step}")
+                for i, (src_tokens, tgt_tokens, weights) in enumerate(drawn)]
 
     @staticmethod
     def alignments(model, params, data, src, src_lengths, tokens):

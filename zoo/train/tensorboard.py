@@ -1,0 +1,108 @@
+"""TensorBoard event files without TensorFlow: one file per run, appended across resumes.
+
+``EventLog(folder, resume_step)`` keeps one ``events.out.tfevents.*`` file in
+``folder``. The summaries themselves (scalar, image, text protos) are built by
+``tensorboardX``, which needs neither TensorFlow nor torch; what it does not
+do is reopen a file: its writer starts a new one per process, so a resumed
+run would leave the rewound steps of the first attempt beside the new ones.
+Here a resumed run first rewrites its file without the events after the
+checkpoint it restored (and without a record a killed process left half
+written), then appends, so every tag's steps increase strictly through all
+attempts.
+
+The file is the TFRecord framing TensorBoard reads: per record a little-endian
+uint64 length, the masked CRC32C of those 8 bytes, the serialised ``Event``,
+and its masked CRC32C.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import struct
+import time
+
+import numpy as np
+from tensorboardX import summary as tbx_summary
+from tensorboardX.proto import event_pb2
+from tensorboardX.record_writer import masked_crc32c
+
+PATTERN = "events.out.tfevents.*"
+
+
+def read_events(path: str) -> list[event_pb2.Event]:
+    """Every whole record of an event file, in order; stops at a truncated or corrupt one."""
+    with open(path, "rb") as f:
+        data = f.read()
+    events, pos = [], 0
+    while pos + 12 <= len(data):
+        header = data[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
+        end = pos + 12 + length + 4
+        if header_crc != masked_crc32c(header) or end > len(data):
+            break
+        body = data[pos + 12:pos + 12 + length]
+        if struct.unpack("<I", data[end - 4:end])[0] != masked_crc32c(body):
+            break
+        events.append(event_pb2.Event.FromString(body))
+        pos = end
+    return events
+
+
+def _record(event: event_pb2.Event) -> bytes:
+    body = event.SerializeToString()
+    header = struct.pack("<Q", len(body))
+    return (header + struct.pack("<I", masked_crc32c(header)) + body
+            + struct.pack("<I", masked_crc32c(body)))
+
+
+class EventLog:
+    """Appends scalars, images and text to the one event file of ``folder``.
+
+    ``resume_step``: the step the run restarts from; events of later steps (a
+    previous attempt's, after its last checkpoint) are dropped first. 0 starts
+    a new file if there is none.
+    """
+
+    def __init__(self, folder: str, resume_step: int = 0):
+        os.makedirs(folder, exist_ok=True)
+        existing = sorted(glob.glob(os.path.join(folder, PATTERN)))
+        if existing:
+            self.path = existing[-1]
+            kept = [e for e in read_events(self.path)
+                    if e.HasField("file_version") or e.step <= resume_step]
+            tmp = self.path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(b"".join(_record(e) for e in kept))
+            os.replace(tmp, self.path)
+            self._file = open(self.path, "ab")
+        else:
+            name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+            self.path = os.path.join(folder, name)
+            self._file = open(self.path, "ab")
+            self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event: event_pb2.Event) -> None:
+        self._file.write(_record(event))
+
+    def _summary(self, step: int, summary) -> None:
+        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self._summary(step, tbx_summary.scalar(tag, float(value)))
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """image [Y, X, C] uint8 (C = 1, 3 or 4)."""
+        self._summary(step, tbx_summary.image(tag, np.asarray(image), dataformats="HWC"))
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        """Markdown, as TensorBoard's text plugin renders it."""
+        self._summary(step, tbx_summary.text(tag, text))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
