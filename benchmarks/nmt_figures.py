@@ -16,7 +16,10 @@ read). Written to ``benchmarks/results/nmt/``:
   Transformer's last encoder-decoder attention), the same sentence for all.
 
 Nothing here trains or tunes: it reads runs, their checkpoints and the scores
-``--eval_only`` wrote.
+``--eval_only`` wrote. With ``--merge``, the models already in ``<task>.json``
+that are not among the workdirs keep their rows, stored validation curves and
+attention picture (a run of an earlier session whose workdir is gone); their
+training-loss curves are not redrawn.
 """
 
 from __future__ import annotations
@@ -151,15 +154,31 @@ def draw_attention(task: str, name: str, workdir: str, checkpoint: str,
                                 title=f"{task} {name} (step {where.step}), {what}")
 
 
+def stored_run(run: dict) -> dict:
+    """A row of an earlier ``<task>.json`` as ``main`` builds it (validation curves only)."""
+    c = dict(run["curves"])
+    c.setdefault("last_step", max(c["step"], default=0))
+    c.setdefault("planned_steps", c["last_step"])
+    c.setdefault("wall_hours", max(c["hours"], default=0.0))
+    c.update(train_step=[], train_nll=[], train_hours=[])
+    return {**run, "curves": c}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", required=True, help="es_en or de_en (names the files)")
     parser.add_argument("--sentence", type=int, default=None,
                         help="index of the test sentence to draw (default: the first of "
                              "12-20 words)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the stored rows of models not among the workdirs")
     parser.add_argument("workdirs", nargs="+")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    stored = {}
+    if args.merge and os.path.exists(os.path.join(OUT, f"{args.task}.json")):
+        with open(os.path.join(OUT, f"{args.task}.json")) as f:
+            stored = json.load(f)
 
     runs, sentence = {}, None
     for workdir in args.workdirs:
@@ -180,32 +199,40 @@ def main():
                        f"--workdir {workdir}",
             "figure": draw_attention(args.task, name, workdir, checkpoint, sentence),
         }
+    for name, run in stored.items():
+        if name not in runs:
+            runs[name] = stored_run(run)
+    order = ["transformer", "bahdanau", "luong", "plain"]
+    runs = dict(sorted(runs.items(), key=lambda kv: order.index(kv[0])
+                       if kv[0] in order else len(order)))
     plot_curves(args.task, runs)
     plot_bleu_by_length(args.task, runs)
 
-    rows = ["| model | test BLEU | chrF | BLEU shortest / middle / longest third | params | "
-            "steps | wall time | command |", "|" + " --- |" * 8]
+    rows = ["| model | test BLEU | chrF | BLEU shortest / middle / longest third | search | "
+            "params | steps | wall time | command |", "|" + " --- |" * 9]
     for name, run in runs.items():
         t, c = run["test"], run["curves"]
         thirds = " / ".join(f"{t[k]:.1f}" for k in THIRDS)
         steps = str(c["last_step"])
         if c["last_step"] < c["planned_steps"]:
             steps += f" of {c['planned_steps']} (stopped)"
-        rows.append(f"| {name} | **{t['bleu']:.1f}** | {t['chrf']:.1f} | {thirds} | "
+        search = (f"beam {t['beam_size']}, lp {t['length_penalty']}"
+                  if t.get("method") == "beam" else "greedy")
+        rows.append(f"| {name} | **{t['bleu']:.1f}** | {t['chrf']:.1f} | {thirds} | {search} | "
                     f"{run['params'] / 1e6:.1f}M | {steps}, best {t['step']} | "
                     f"{c['wall_hours'] * 60:.0f} min | `{run['command']}` |")
     some = next(iter(runs.values()))["test"]
     header = [f"# {args.task}: test split, {some['num_sentences']} sentences", "",
               f"sacreBLEU `{some['bleu_signature']}`, chrF `{some['chrf_signature']}`; "
-              f"beam {some['beam_size']}, length penalty {some['length_penalty']}; "
               f"source-length thirds: {some.get('length_thirds', '')}.", "",
               f"Drawn sentence: {sentence!r}", "",
               f"{platform.machine()}, {os.cpu_count()} CPU cores, jax {jax.__version__}, "
               f"{datetime.now(UTC):%Y-%m-%d}.", ""]
     with open(os.path.join(OUT, f"{args.task}.md"), "w") as f:
         f.write("\n".join(header + rows) + "\n")
+    kept = ("step", "bleu", "nll", "hours", "last_step", "planned_steps", "wall_hours")
     summary = {name: {k: v for k, v in run.items() if k not in ("curves",)}
-               | {"curves": {k: run["curves"][k] for k in ("step", "bleu", "nll", "hours")}}
+               | {"curves": {k: run["curves"][k] for k in kept}}
                for name, run in runs.items()}
     for run in summary.values():
         run["test"] = {k: v for k, v in run["test"].items()

@@ -107,12 +107,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          in_shardings=(shardings, plan.batch_sharding),
                          out_shardings=(shardings, plan.replicated))
     main = jax.process_index() == 0
-    if main:
-        summary = telemetry.model_summary(
-            state.params, title=f"{config.model.name} ({type(model).__name__}) parameters")
-        print(summary, end="")
-        with open(os.path.join(workdir, "model_summary.txt"), "w") as f:
-            f.write(summary)
     peak = telemetry.peak_flops(config.train.peak_flops) * jax.device_count()
     flops_of: dict = {}  # batch shapes -> FLOPs of one step on them
 
@@ -131,9 +125,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if restored.data is not None:
             train_iter.set_state(restored.data)
         print(f"resumed from the checkpoint at step {start} in {ckpt.directory}")
-    if main:
+    if main:  # after the restore: a checkpoint of another config stopped the run unchanged
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
+        summary = telemetry.model_summary(
+            state.params, title=f"{config.model.name} ({type(model).__name__}) parameters")
+        print(summary, end="")
+        with open(os.path.join(workdir, "model_summary.txt"), "w") as f:
+            f.write(summary)
 
     num_steps = config.train.num_train_steps
     writer = metrics_lib.MetricWriter(workdir, num_steps, initial_step=start,
