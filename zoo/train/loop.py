@@ -102,8 +102,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     state, shardings = init_sharded(lambda rng: family.init_state(model, tx, rng), plan,
                                     jax.random.PRNGKey(config.seed))
-    step_fn = make_train_step(family.phases(model), schedule)
-    train_step = jax.jit(step_fn, donate_argnums=0,
+    train_step = jax.jit(make_train_step(family.phases(model), schedule), donate_argnums=0,
                          in_shardings=(shardings, plan.batch_sharding),
                          out_shardings=(shardings, plan.replicated))
     main = jax.process_index() == 0
@@ -172,10 +171,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batch = plan.global_batch(next(train_iter))
         done = step + 1
         shapes = tuple((k, v.shape) for k, v in sorted(batch.items()))
-        if shapes not in flops_of:  # once per batch shape (buckets): a trace, no compile
-            flops_of[shapes] = telemetry.step_flops(step_fn, state, batch)
         profile.before(done)
         with plan.activate(), profile.annotation(done):  # logical constraints -> sharding
+            if shapes not in flops_of:  # once per batch shape; the call reuses this trace
+                flops_of[shapes] = telemetry.jaxpr_flops(train_step.trace(state, batch).jaxpr)
             state, step_metrics = train_step(state, batch)
         profile.after(done, state)
         pending.append((done, {k: v for k, v in step_metrics.items() if k.endswith("loss")}))

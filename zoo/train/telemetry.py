@@ -73,7 +73,13 @@ def _bytes(n: int) -> str:
 def step_flops(fn: Callable, *args) -> float:
     """FLOPs of the matrix products and convolutions of ``fn(*args)``, loops counted by
     their trip counts (see the module docstring)."""
-    closed = jax.make_jaxpr(fn)(*args)
+    return jaxpr_flops(jax.make_jaxpr(fn)(*args))
+
+
+def jaxpr_flops(closed) -> float:
+    """``step_flops`` of a traced function's ClosedJaxpr (``jax.jit(f).trace(*args).jaxpr``:
+    the trace the next call of the jitted function reuses, so counting costs no second
+    trace)."""
     return float(_jaxpr_flops(closed.jaxpr))
 
 
