@@ -129,7 +129,7 @@ def peak_flops(configured: float = 0.0, cache_dir: str | None = None) -> float:
     """
     if configured > 0:
         return float(configured)
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # this process's own: another's cannot be written to
     key = f"{device.platform}/{device.device_kind}/{os.cpu_count()} cores/jax {jax.__version__}"
     folder = cache_dir or os.environ.get("ZOO_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "zoo")
@@ -145,9 +145,10 @@ def peak_flops(configured: float = 0.0, cache_dir: str | None = None) -> float:
         cached[key] = _probe(device)
         try:
             os.makedirs(folder, exist_ok=True)
-            with open(path + ".tmp", "w") as f:
+            tmp = f"{path}.{os.getpid()}.tmp"  # processes probing at once never share it
+            with open(tmp, "w") as f:
                 json.dump(cached, f, indent=1)
-            os.replace(path + ".tmp", path)
+            os.replace(tmp, path)
         except OSError:
             pass  # a read-only home: measure again next time
     return float(cached[key])
