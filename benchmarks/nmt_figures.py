@@ -38,6 +38,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from configs._nmt import MODELS  # noqa: E402
 from zoo.train import data as data_lib  # noqa: E402
 from zoo.train import metrics as metrics_lib  # noqa: E402
 from zoo.train import plots  # noqa: E402
@@ -52,7 +53,7 @@ THIRDS = [f"bleu_{name}_third" for name in data_lib.LENGTH_THIRDS]
 def model_name(config) -> str:
     """The config argument that names the model in configs/_nmt.py."""
     name = config.model.name
-    for key in ("transformer", "bahdanau", "luong", "plain"):
+    for key in MODELS:
         if key in name:
             return key
     return name
@@ -202,9 +203,8 @@ def main():
     for name, run in stored.items():
         if name not in runs:
             runs[name] = stored_run(run)
-    order = ["transformer", "bahdanau", "luong", "plain"]
-    runs = dict(sorted(runs.items(), key=lambda kv: order.index(kv[0])
-                       if kv[0] in order else len(order)))
+    runs = dict(sorted(runs.items(), key=lambda kv: MODELS.index(kv[0])
+                       if kv[0] in MODELS else len(MODELS)))
     plot_curves(args.task, runs)
     plot_bleu_by_length(args.task, runs)
 

@@ -4,7 +4,8 @@ machine's peak FLOP/s and a profiler window.
 FLOPs: XLA's cost analysis of a compiled step counts the body of a loop once,
 whatever its trip count (a ``lax.scan`` over 10 time steps reports the FLOPs
 of one), so for every RNN and every scanned layer stack it would be 10-100x
-too low. ``step_flops`` therefore counts from the step's jaxpr: two FLOPs per
+too low. ``jaxpr_flops`` (the loop's, on the jitted step's own trace) and
+``step_flops`` (on any function) therefore count from the jaxpr: two FLOPs per
 multiply-add of every matrix product (``dot_general``) and convolution, each
 loop body times its trip count, forward, backward and optimizer alike. That is
 the numerator of model-FLOPs utilisation as it is usually defined (matmuls
@@ -60,11 +61,12 @@ def model_summary(params, title: str = "") -> str:
 
 
 def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    raise AssertionError
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}"
 
 
 # ---------------------------------------------------------------------------- FLOPs
@@ -102,10 +104,10 @@ def _jaxpr_flops(jaxpr) -> int:
 
 
 def _dot_flops(eqn) -> int:
-    lhs, rhs = (v.aval.shape for v in eqn.invars)
-    (lhs_contract, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
-    out = math.prod(eqn.outvars[0].aval.shape)
-    return 2 * out * math.prod(lhs[d] for d in lhs_contract)
+    """2 x every output element x the contracted size (batch dimensions are in the output)."""
+    lhs = eqn.invars[0].aval.shape
+    (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+    return 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
 
 
 def _conv_flops(eqn) -> int:

@@ -106,10 +106,11 @@ class Family(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model: nn.Module, state: TrainState, data: Bundle, *, workdir: str,
-                 step: int, log: metrics_lib.MetricWriter | None = None) -> dict:
-        """Metrics on the held-out data. Pictures are written to the workdir and, with
-        ``log``, sent to TensorBoard with decoded examples or samples as text. Every
-        process runs it (the parameters may span them all); only process 0 writes."""
+                 step: int, log: metrics_lib.MetricWriter) -> dict:
+        """Metrics on the held-out data. Pictures are written to the workdir and sent to
+        TensorBoard through ``log`` with decoded examples or samples as text. Every
+        process runs it (the parameters may span them all); only process 0 writes (the
+        other processes' writers write nothing)."""
 
     @abc.abstractmethod
     def eval_step(self, model: nn.Module):

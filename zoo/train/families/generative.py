@@ -77,8 +77,8 @@ def _save_grid(path: str, images, columns: int, value_range) -> str:
 
 
 def _send(log, step: int, paths: dict[str, str]) -> None:
-    """The pictures written at this evaluation, to TensorBoard (``log`` may be None)."""
-    for name, path in paths.items() if log is not None else ():
+    """The pictures written at this evaluation, to TensorBoard."""
+    for name, path in paths.items():
         log.image_file(step, f"images/{name}", path)
 
 
@@ -155,7 +155,7 @@ class VAEFamily(ArrayFamily):
         return eval_step
 
     def evaluate(self, model: VAE, state: TrainState, data, *, workdir: str, step: int,
-                 log=None) -> dict:
+                 log) -> dict:
         sums = self.eval_sums(model, state, data)
         count = max(sums["count"], 1.0)
         result = {"negative_elbo": -sums["elbo"] / count, "kl": sums["kl"] / count,
@@ -267,7 +267,7 @@ class GANFamily(ArrayFamily):
         return eval_step
 
     def evaluate(self, model: GAN, state: TrainState, data, *, workdir: str, step: int,
-                 log=None) -> dict:
+                 log) -> dict:
         sums = self.eval_sums(model, state, data)
         count = max(sums["count"], 1.0)
         result = {"d_real": sums["real"] / count, "d_fake": sums["fake"] / count}

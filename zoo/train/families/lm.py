@@ -53,14 +53,12 @@ class LMFamily(TokenFamily):
         return loss_fn
 
     def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int,
-                 log=None) -> dict:
+                 log) -> dict:
         result = self.token_metrics(model, state, data)
         samples = self.samples(model, state.params, data, step)  # every process takes part
         for text in samples if jax.process_index() == 0 else ():
             print(f"  sample: {text!r}")
-        if log is not None:
-            log.text(step, "eval/samples", "\n\n".join(f"{i}. {t}" for i, t in
-                                                          enumerate(samples, 1)))
+        log.text(step, "eval/samples", "\n\n".join(f"{i}. {t}" for i, t in enumerate(samples, 1)))
         return result
 
     def samples(self, model, params, data, step: int) -> list[str]:

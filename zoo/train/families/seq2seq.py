@@ -85,7 +85,7 @@ class Seq2SeqFamily(TokenFamily):
         return np.asarray(out.best().tokens if ev.method == "beam" else out.tokens)
 
     def evaluate(self, model, state: TrainState, data, *, workdir: str, step: int,
-                 log=None) -> dict:
+                 log) -> dict:
         result = self.token_metrics(model, state, data)
 
         hypotheses, references, sources, first = [], [], [], None
@@ -104,13 +104,12 @@ class Seq2SeqFamily(TokenFamily):
             for i in shown:
                 print(f"  src: {sources[i]!r}\n  ref: {references[i]!r}\n"
                       f"  hyp: {hypotheses[i]!r}")
-            if log is not None:
-                log.text(step, "eval/examples", "\n\n".join(
-                    f"**source** {sources[i]}  \n**reference** {references[i]}  \n"
-                    f"**hypothesis** {hypotheses[i]}" for i in shown))
+            log.text(step, "eval/examples", "\n\n".join(
+                f"**source** {sources[i]}  \n**reference** {references[i]}  \n"
+                f"**hypothesis** {hypotheses[i]}" for i in shown))
         if self.config.eval.num_heatmaps and first is not None:
             paths = self._heatmaps(model, state.params, data, first, workdir, step, draw=main)
-            for i, path in enumerate(paths if log is not None else ()):
+            for i, path in enumerate(paths):
                 log.image_file(step, f"attention/example{i}", path)
         return result
 
