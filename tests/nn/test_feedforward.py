@@ -25,6 +25,8 @@ _NP_ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
     "gelu": _gelu,
     "silu": lambda z: z / (1.0 + np.exp(-z)),
+    "gelu_tanh": lambda z: 0.5 * z * (1.0 + np.tanh(math.sqrt(2.0 / math.pi)
+                                                    * (z + 0.044715 * z**3))),
 }
 _NP_ACTIVATIONS["swiglu"] = _NP_ACTIVATIONS["silu"]
 _NP_ACTIVATIONS["geglu"] = _gelu

@@ -38,6 +38,18 @@ def test_sinusoidal_table_matches_paper_formula(length, d):
 def test_sinusoidal_table_rejects_bad_width():
     with pytest.raises(ValueError, match="d must be"):
         sinusoidal_table(4, 0)
+    with pytest.raises(ValueError, match="layout must be one of"):
+        sinusoidal_table(4, 4, layout="halves")
+
+
+@pytest.mark.parametrize("d", [8, 5])
+def test_concat_layout_is_all_sines_then_all_cosines(d):
+    loops = _table_by_loops(12, d)
+    table = sinusoidal_table(12, d, layout="concat")
+    sines, cosines = (d + 1) // 2, d // 2
+    np.testing.assert_allclose(table[:, :sines], loops[:, 0::2], atol=1e-6)
+    np.testing.assert_allclose(table[:, sines:], loops[:, 1::2], atol=1e-6)
+    assert cosines == table.shape[1] - sines
 
 
 def test_sinusoidal_embedding_looks_up_table_rows():

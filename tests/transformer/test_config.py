@@ -27,6 +27,9 @@ from zoo.transformer import PRESETS, DecoderLM, EncoderDecoder, TransformerConfi
     (dict(num_encoder_layers=-1), "num_encoder_layers"),
     (dict(vocab_size=0), "vocab_size"),
     (dict(d_model=36, num_heads=4, positional="rotary"), "rotary"),
+    (dict(norm_epsilon=0.0), "norm_epsilon"),
+    (dict(final_norm="yes"), "final_norm"),
+    (dict(sinusoid_layout="halves"), "sinusoid_layout"),
 ])
 def test_invalid_configs_name_the_field(overrides, field):
     base = dict(vocab_size=32, d_model=32, num_heads=4, d_ff=64)
@@ -89,3 +92,23 @@ def test_params_carry_logical_axis_names():
         "layers", "embed", "heads", "head_dim")
     assert tuple(layer["ffn"]["wi"]) == ("layers", "embed", "mlp")
     assert tuple(layer["ffn_norm"]["scale"]) == ("layers", "embed")
+
+
+def test_interop_options_add_exactly_their_params():
+    """final_norm and output_bias add their params; the defaults keep today's models."""
+    base = dict(vocab_size=32, d_model=16, num_heads=2, d_ff=32, num_encoder_layers=1,
+                num_decoder_layers=1, max_len=8)
+    ids = jnp.zeros((1, 4), jnp.int32)
+
+    def params(**overrides):
+        model = EncoderDecoder(TransformerConfig(**base, **overrides))
+        return nn.unbox(jax.eval_shape(lambda: model.init(jax.random.key(0), ids, ids)))[
+            "params"]
+
+    plain = params()
+    assert "final_norm" not in plain["encoder"] and "output_bias" not in plain["decoder"]
+    assert "final_norm" in params(norm_placement="pre")["encoder"]
+    extra = params(final_norm=True, output_bias=True)
+    assert "final_norm" in extra["encoder"] and "final_norm" in extra["decoder"]
+    assert extra["decoder"]["output_bias"].shape == (32,)
+    assert "final_norm" not in params(norm_placement="pre", final_norm=False)["decoder"]

@@ -5,6 +5,7 @@ from zoo.nn.feedforward import ACTIVATIONS, FeedForward
 from zoo.nn.norms import NORMS, make_norm
 from zoo.nn.positional import (
     POSITIONAL,
+    SINUSOID_LAYOUTS,
     LearnedPositionalEmbedding,
     SinusoidalEmbedding,
     apply_rotary,
@@ -18,6 +19,7 @@ __all__ = [
     "LearnedPositionalEmbedding",
     "NORMS",
     "POSITIONAL",
+    "SINUSOID_LAYOUTS",
     "SinusoidalEmbedding",
     "apply_rotary",
     "check_indices",

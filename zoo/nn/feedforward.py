@@ -35,9 +35,15 @@ def _gelu(x: Array) -> Array:
     return jax.nn.gelu(x, approximate=False)
 
 
+def _gelu_tanh(x: Array) -> Array:
+    # The tanh approximation GPT-2 was trained with (Hugging Face's 'gelu_new').
+    return jax.nn.gelu(x, approximate=True)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation(jax.nn.relu, gated=False),
     "gelu": Activation(_gelu, gated=False),
+    "gelu_tanh": Activation(_gelu_tanh, gated=False),
     "silu": Activation(jax.nn.silu, gated=False),
     "swiglu": Activation(jax.nn.silu, gated=True),
     "geglu": Activation(_gelu, gated=True),

@@ -31,15 +31,24 @@ Dtype = Any
 Initializer = nn.initializers.Initializer
 
 
-def sinusoidal_table(length: int, d: int, max_timescale: float = 10000.0) -> np.ndarray:
+SINUSOID_LAYOUTS = ("interleaved", "concat")
+
+
+def sinusoidal_table(length: int, d: int, max_timescale: float = 10000.0,
+                     layout: str = "interleaved") -> np.ndarray:
     """The [T, D] float32 table (T = length) of "Attention Is All You Need" §3.5.
 
     PE[pos, 2i] = sin(pos / max_timescale^(2i/d)) and PE[pos, 2i+1] = cos(same
-    angle): sin and cos interleaved, as in the paper (tensor2tensor concatenates
-    the halves instead; checkpoints from it need a column permutation). For odd
-    ``d`` the last column is a sin. Computed in float64 with numpy, so under
-    ``jit`` it is a compile-time constant.
+    angle): sin and cos interleaved, as in the paper (``layout='interleaved'``).
+    ``layout='concat'`` puts the same columns in another order, all sines first
+    and then all cosines, [sin | cos], which is what Hugging Face's Marian (and
+    fairseq's variant with these angles) was trained with; a checkpoint only
+    reproduces its outputs with its own order. For odd ``d`` the extra column
+    is a sin. Computed in float64 with numpy, so under ``jit`` it is a
+    compile-time constant.
     """
+    if layout not in SINUSOID_LAYOUTS:
+        raise ValueError(f"layout must be one of {list(SINUSOID_LAYOUTS)}, got {layout!r}")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
     if d <= 0:
@@ -52,6 +61,8 @@ def sinusoidal_table(length: int, d: int, max_timescale: float = 10000.0) -> np.
     inv_timescale = max_timescale ** (-two_i / d)  # [D]
     angle = pos[:, None] * inv_timescale[None, :]  # [T, D]
     table = np.where(col % 2 == 0, np.sin(angle), np.cos(angle))  # [T, D]
+    if layout == "concat":  # columns 0, 2, 4, ... (the sines), then 1, 3, 5, ...
+        table = np.concatenate([table[:, 0::2], table[:, 1::2]], axis=1)  # [T, D]
     return table.astype(np.float32)
 
 
@@ -75,22 +86,28 @@ class SinusoidalEmbedding(nn.Module):
       max_len: number of table rows; positions must lie in [0, max_len).
       features: model width D.
       max_timescale: the 10000 of the paper.
+      layout: column order, 'interleaved' (the paper) or 'concat' ([sin | cos]).
       dtype: output dtype.
     """
 
     max_len: int
     features: int
     max_timescale: float = 10000.0
+    layout: str = "interleaved"
     dtype: Dtype = jnp.float32
 
     def __post_init__(self):
         _check_sizes(self.max_len, self.features)
+        if self.layout not in SINUSOID_LAYOUTS:
+            raise ValueError(f"layout must be one of {list(SINUSOID_LAYOUTS)}, "
+                             f"got {self.layout!r}")
         super().__post_init__()
 
     def __call__(self, positions: Array) -> Array:
         """positions: [B, T] integer -> [B, T, D]."""
         _check_positions(positions, self.max_len)
-        table = sinusoidal_table(self.max_len, self.features, self.max_timescale)  # [max_len, D]
+        table = sinusoidal_table(self.max_len, self.features, self.max_timescale,
+                                 self.layout)  # [max_len, D]
         x = take_rows(jnp.asarray(table, self.dtype), jnp.asarray(positions))  # [B, T, D]
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.attention import IMPLEMENTATIONS
-from zoo.nn import ACTIVATIONS, NORMS
+from zoo.nn import ACTIVATIONS, NORMS, SINUSOID_LAYOUTS
 
 Dtype = Any
 
@@ -66,6 +66,16 @@ class TransformerConfig:
       norm_placement: 'post' (paper: x = norm(x + f(x))) or 'pre' (x = x + f(norm(x)),
         with a final norm after the stack), which trains stably without warmup tricks.
       norm: 'layernorm' or 'rmsnorm'.
+      norm_epsilon: added to the variance in every norm; 1e-6 as in tensor2tensor and
+        T5 (torch and Hugging Face models use 1e-5).
+      final_norm: a norm after each stack. None decides by ``norm_placement``: pre-LN
+        stacks need one (their residual stream is never normalised), post-LN stacks
+        already end with one. ``torch.nn.Transformer`` adds one to post-LN stacks too.
+      sinusoid_layout: column order of the sinusoidal table: 'interleaved' (the paper)
+        or 'concat' ([sin | cos], Hugging Face's Marian).
+      scale_embedding: multiply token vectors by sqrt(D) before adding positions (the
+        paper, Marian); GPT-2 does not.
+      output_bias: a learned [V] bias on the logits (Marian's ``final_logits_bias``).
       activation: FFN activation, a name in ``zoo.nn.ACTIVATIONS``.
       use_bias: biases in the attention and FFN projections (the paper has them).
       tie_output_embedding: logits = x @ E^T with the target embedding E (paper §3.4).
@@ -92,6 +102,11 @@ class TransformerConfig:
     positional: str = "sinusoidal"
     norm_placement: str = "post"
     norm: str = "layernorm"
+    norm_epsilon: float = 1e-6
+    final_norm: bool | None = None
+    sinusoid_layout: str = "interleaved"
+    scale_embedding: bool = True
+    output_bias: bool = False
     activation: str = "relu"
     use_bias: bool = True
     tie_output_embedding: bool = True
@@ -129,6 +144,12 @@ class TransformerConfig:
                              f"got {self.d_model} / {self.num_heads}")
         _one_of("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         _one_of("norm", self.norm, NORMS)
+        if not isinstance(self.norm_epsilon, int | float) or not self.norm_epsilon > 0:
+            raise ValueError(f"norm_epsilon must be a positive number, got {self.norm_epsilon!r}")
+        if self.final_norm not in (None, True, False):
+            raise ValueError(f"final_norm must be None (by norm_placement), True or False, "
+                             f"got {self.final_norm!r}")
+        _one_of("sinusoid_layout", self.sinusoid_layout, SINUSOID_LAYOUTS)
         _one_of("activation", self.activation, ACTIVATIONS)
         _one_of("remat", self.remat, REMAT_POLICIES)
         if self.attention_implementation not in (None, "auto"):
@@ -142,6 +163,11 @@ class TransformerConfig:
     @property
     def source_vocab_size(self) -> int:
         return self.vocab_size if self.src_vocab_size is None else self.src_vocab_size
+
+    @property
+    def has_final_norm(self) -> bool:
+        """Whether each stack ends with a norm (``final_norm``, or by placement)."""
+        return self.norm_placement == "pre" if self.final_norm is None else self.final_norm
 
     @property
     def head_dim(self) -> int:

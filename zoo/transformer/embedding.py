@@ -24,7 +24,8 @@ Array = jax.Array
 
 _POSITIONAL: dict[str, Callable[[TransformerConfig, str], nn.Module | None]] = {
     "sinusoidal": lambda c, name: SinusoidalEmbedding(
-        max_len=c.max_len, features=c.d_model, dtype=c.dtype, name=name),
+        max_len=c.max_len, features=c.d_model, layout=c.sinusoid_layout, dtype=c.dtype,
+        name=name),
     "learned": lambda c, name: LearnedPositionalEmbedding(
         max_len=c.max_len, features=c.d_model, dtype=c.dtype, param_dtype=c.param_dtype,
         name=name),
@@ -33,8 +34,9 @@ _POSITIONAL: dict[str, Callable[[TransformerConfig, str], nn.Module | None]] = {
 
 
 def make_embed(config: TransformerConfig, vocab_size: int, name: str | None = None) -> Embed:
-    """The [V, D] token table, scaled by sqrt(D) on lookup."""
-    return Embed(num_embeddings=vocab_size, features=config.d_model, scale_by_sqrt_dim=True,
+    """The [V, D] token table, scaled by sqrt(D) on lookup when ``scale_embedding``."""
+    return Embed(num_embeddings=vocab_size, features=config.d_model,
+                 scale_by_sqrt_dim=config.scale_embedding,
                  dtype=config.dtype, param_dtype=config.param_dtype, name=name)
 
 

@@ -35,11 +35,10 @@ Array = jax.Array
 
 
 def _final_norm(config: TransformerConfig, x: Array) -> Array:
-    """Pre-LN stacks end with a norm (their residual stream is never normalised); post-LN
-    stacks already end with one."""
-    if config.norm_placement == "pre":
+    """The norm after a stack, where the config has one (``has_final_norm``)."""
+    if config.has_final_norm:
         x = make_norm(config.norm, dtype=config.dtype, param_dtype=config.param_dtype,
-                      name="final_norm")(x)
+                      epsilon=config.norm_epsilon, name="final_norm")(x)
     return x
 
 
@@ -138,7 +137,7 @@ class Decoder(nn.Module):
         """hidden: [B, T, D] -> [B, T, V] float32."""
         c = self.config
         if c.tie_output_embedding:
-            return self.embed.attend(hidden)
+            return self._add_output_bias(self.embed.attend(hidden))
         kernel = self.param(
             "output_kernel",
             nn.with_logical_partitioning(nn.initializers.xavier_uniform(), ("embed", "vocab")),
@@ -147,7 +146,17 @@ class Decoder(nn.Module):
         )
         logits = jnp.einsum("BTD,DV->BTV", hidden.astype(c.dtype), kernel.astype(c.dtype),
                             preferred_element_type=jnp.float32)  # [B, T, V]
-        return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+        logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+        return self._add_output_bias(logits)
+
+    def _add_output_bias(self, logits: Array) -> Array:
+        """logits: [B, T, V] float32 + the learned [V] bias, if the config has one."""
+        if not self.config.output_bias:
+            return logits
+        bias = self.param("output_bias", nn.with_logical_partitioning(
+            nn.initializers.zeros_init(), ("vocab",)), (self.config.vocab_size,),
+            self.config.param_dtype)  # [V]
+        return logits + bias.astype(jnp.float32)[None, None, :]
 
 
 class EncoderMemory(NamedTuple):

@@ -80,7 +80,8 @@ class _Layer(nn.Module):
     def _residual(self, x: Array, f: Callable[[Array], Array], name: str) -> Array:
         """x: [B, T, D] -> [B, T, D], the sublayer ``f`` wrapped as the config places norms."""
         c = self.config
-        norm = make_norm(c.norm, dtype=c.dtype, param_dtype=c.param_dtype, name=f"{name}_norm")
+        norm = make_norm(c.norm, dtype=c.dtype, param_dtype=c.param_dtype,
+                         epsilon=c.norm_epsilon, name=f"{name}_norm")
         drop = nn.Dropout(rate=c.dropout_rate)
 
         def dropped(y: Array) -> Array:
