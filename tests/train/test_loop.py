@@ -156,40 +156,37 @@ def _run_cli(workdir, *flags, timeout=300):
                             text=True)
 
 
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+def test_killed_run_resumes_to_the_same_parameters(finished_run, tmp_path):
     """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run.
 
-    The final evaluation (step 10) decodes and draws, which takes far longer than
-    the 50 ms poll, so a kill sent as soon as checkpoint 5 exists lands before the
-    run can write checkpoint 10; the test checks that it did (killed by the
-    signal, no final checkpoint) and that the restart really resumed from an
-    earlier step."""
-    flags = ["--config.train.num_train_steps=10", "--config.train.checkpoint_every=5",
-             "--config.train.eval_every=10", "--config.train.log_every=5"]
-    # The uninterrupted run also captures a profile of steps 2-3 (it changes no value).
-    straight = _run_cli(tmp_path / "straight", *flags, "--config.train.profile_steps=(2,3)")
-    assert straight.wait(timeout=300) == 0, straight.stdout.read()
-    traces = list((tmp_path / "straight" / "profile").glob("plugins/profile/*/*.xplane.pb"))
-    assert traces and traces[0].stat().st_size > 0
-    assert list((tmp_path / "straight" / "profile").glob("plugins/profile/*/perfetto*"))
-
+    The uninterrupted run is the ``finished`` fixture's: the same tiny config, trained in
+    this process on as many (8) CPU devices as the command lines are given. The
+    evaluation at step 3 decodes and draws, which takes far longer than the 50 ms poll,
+    so a kill sent as soon as checkpoint 3 exists lands before the run can write
+    checkpoint 6; the test checks that it did (killed by the signal, no final
+    checkpoint) and that the restart really resumed from an earlier step. The restart
+    also captures a profile of steps 4-5, which changes no value."""
+    flags = ["--num_cpu_devices=8"]
     victim = _run_cli(tmp_path / "killed", *flags)
     ckpt_dir = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 240
-    while time.time() < deadline and not (ckpt_dir / "5").exists():
+    while time.time() < deadline and not (ckpt_dir / "3").exists():
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=60) == -signal.SIGKILL, "the run ended before the kill"
-    assert not (ckpt_dir / "10").exists(), "the run finished before it was killed"
-    resumed = _run_cli(tmp_path / "killed", *flags)
+    assert not (ckpt_dir / "6").exists(), "the run finished before it was killed"
+    resumed = _run_cli(tmp_path / "killed", *flags, "--config.train.profile_steps=(4,5)")
     output = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, output
     match = re.search(r"resumed from the checkpoint at step (\d+)", output)
-    assert match and 5 <= int(match.group(1)) < 10, output
+    assert match and 3 <= int(match.group(1)) < 6, output
+    traces = list((tmp_path / "killed" / "profile").glob("plugins/profile/*/*.xplane.pb"))
+    assert traces and traces[0].stat().st_size > 0
+    assert list((tmp_path / "killed" / "profile").glob("plugins/profile/*/perfetto*"))
 
-    step_a, params_a = _final_params(tmp_path / "straight")
+    step_a, params_a = _final_params(finished_run)
     step_b, params_b = _final_params(tmp_path / "killed")
-    assert step_a == step_b == 10
+    assert step_a == step_b == 6
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
         np.testing.assert_array_equal(a, b)
 

@@ -35,7 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_train = 20000  # generated tasks and points: examples in the train split
     c.data.num_eval = 1000  # examples evaluated (generated: the size of the held-out split)
     c.data.vocab_size = 8000  # subword vocabulary for real text
-    c.data.tokenizer = "char"  # "char" | "sentencepiece"
+    # "char" | "sentencepiece" | "marian" (an imported Opus-MT model's files, with
+    # data.dataset "" until it is given data: zoo/train/imports.py)
+    c.data.tokenizer = "char"
     c.data.tokenizer_records = 200_000  # train records the tokenizer or vocabulary learns from
     # Record keys: (source, target); (text,) for an LM; (image,) or (point,) for arrays.
     c.data.fields = ("source", "target")

@@ -23,6 +23,7 @@ import sacrebleu
 
 from zoo.data import pipeline, sources, tokenizers
 from zoo.data.builders import task_config
+from zoo.data.marian import marian_tokenizers
 from zoo.data.tasks import TASKS, task_vocab
 from zoo.data.vocab import EOS_ID, PAD_ID
 
@@ -158,6 +159,8 @@ def _tokenizers(config, workdir: str, train):
     name = config.data.dataset
     kind = config.data.tokenizer
     src_field, tgt_field = config.data.fields
+    if kind == "marian":  # an imported Opus-MT model's own files (zoo/train/imports.py)
+        return marian_tokenizers(os.path.join(workdir, "tokenizer"))
     if kind == "char" and name.startswith(GENERATED):
         vocab = task_vocab(name.split("/")[1])
         return vocab, vocab
@@ -177,7 +180,7 @@ def _tokenizers(config, workdir: str, train):
                                                  vocab_size=config.data.vocab_size)
         return tok, tok
     raise ValueError(f"config key 'data.tokenizer' is {kind!r}; allowed: 'char', "
-                     "'sentencepiece'")
+                     "'sentencepiece', 'marian'")
 
 
 def split_texts(config, workdir: str, split: str) -> tuple[list[str], list[str]]:
@@ -189,7 +192,27 @@ def split_texts(config, workdir: str, split: str) -> tuple[list[str], list[str]]
             list(_texts(source, tgt_field, len(source))))
 
 
+def _tokenizers_only(config, workdir: str) -> Bundle:
+    """The bundle of an imported model with no dataset: its tokenizers (enough to translate)
+    and no batches."""
+    if config.data.tokenizer != "marian":
+        raise ValueError("config key 'data.dataset' is empty; only an imported model "
+                         "(data.tokenizer 'marian', zoo/train/imports.py) runs without a dataset")
+    src_tok, tgt_tok = _tokenizers(config, workdir, None)
+
+    def no_data(*_):
+        raise ValueError("config key 'data.dataset' is empty: this imported model has no data "
+                         "to train or evaluate on; set one, e.g. "
+                         "--config.data.dataset=de_en/sentences")
+
+    return Bundle(example_batch={}, train_iterator=no_data, eval_batches=no_data,
+                  vocab={"src": src_tok.size, "tgt": tgt_tok.size}, tokenizer=tgt_tok,
+                  src_tokenizer=src_tok, eval_decode_batches=no_data, metric="bleu")
+
+
 def seq2seq_data(config, workdir: str) -> Bundle:
+    if not config.data.dataset:
+        return _tokenizers_only(config, workdir)
     train = _source(config, workdir, "train")
     validation = _source(config, workdir, "validation")
     src_tok, tgt_tok = _tokenizers(config, workdir, train)
