@@ -3,38 +3,15 @@
 import jax
 import jax.numpy as jnp
 import pytest
+from model_examples import example_inputs
 
 from zoo import registry
-
-
-def _inputs(model):
-    from zoo.generative import GAN, VAE
-    from zoo.rnn import Seq2Seq
-    from zoo.transformer import DecoderLM, EncoderDecoder
-
-    b, s, t = 2, 7, 5
-    src = jnp.ones((b, s), jnp.int32)
-    tgt = jnp.ones((b, t), jnp.int32)
-    lengths = jnp.array([s, 3])
-
-    def seq2seq():  # the one encoder-decoder interface (zoo.seq2seq)
-        return (src, tgt), {"src_lengths": lengths}
-
-    makers = {
-        Seq2Seq: seq2seq,
-        EncoderDecoder: seq2seq,
-        DecoderLM: lambda: ((tgt,), {}),
-        VAE: lambda: ((jnp.zeros((b, *model.config.data_shape)), jax.random.key(0)), {}),
-        GAN: lambda: ((jnp.zeros((b, model.config.latent_dim)),
-                       jnp.zeros((b, *model.config.data_shape))), {}),
-    }
-    return makers[type(model)]()
 
 
 @pytest.mark.parametrize("name", registry.names())
 def test_every_model_initialises_and_applies(name):
     model = registry.build(name)
-    args, kwargs = _inputs(model)
+    args, kwargs = example_inputs(model)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), *args, **kwargs))
     assert jax.tree.leaves(variables["params"])
     out = jax.eval_shape(lambda v: model.apply(v, *args, **kwargs), variables)

@@ -17,18 +17,33 @@ and its masked CRC32C.
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import socket
 import struct
 import time
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from tensorboardX import summary as tbx_summary
-from tensorboardX.proto import event_pb2
-from tensorboardX.record_writer import masked_crc32c
+
+if TYPE_CHECKING:
+    from tensorboardX.proto import event_pb2
 
 PATTERN = "events.out.tfevents.*"
+
+
+@functools.cache
+def _tbx() -> SimpleNamespace:
+    """tensorboardX's parts, imported on first use: its package imports torch when torch is
+    installed (to recognise torch tensors, which zoo never passes), 2 s of start-up that
+    commands which write no events (--translate, --eval_only, a failing config) skip."""
+    from tensorboardX import summary
+    from tensorboardX.proto import event_pb2
+    from tensorboardX.record_writer import masked_crc32c
+
+    return SimpleNamespace(summary=summary, Event=event_pb2.Event, crc=masked_crc32c)
 
 
 def read_events(path: str) -> list[event_pb2.Event]:
@@ -41,12 +56,12 @@ def read_events(path: str) -> list[event_pb2.Event]:
         (length,) = struct.unpack("<Q", header)
         (header_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
         end = pos + 12 + length + 4
-        if header_crc != masked_crc32c(header) or end > len(data):
+        if header_crc != _tbx().crc(header) or end > len(data):
             break
         body = data[pos + 12:pos + 12 + length]
-        if struct.unpack("<I", data[end - 4:end])[0] != masked_crc32c(body):
+        if struct.unpack("<I", data[end - 4:end])[0] != _tbx().crc(body):
             break
-        events.append(event_pb2.Event.FromString(body))
+        events.append(_tbx().Event.FromString(body))
         pos = end
     return events
 
@@ -54,8 +69,8 @@ def read_events(path: str) -> list[event_pb2.Event]:
 def _record(event: event_pb2.Event) -> bytes:
     body = event.SerializeToString()
     header = struct.pack("<Q", len(body))
-    return (header + struct.pack("<I", masked_crc32c(header)) + body
-            + struct.pack("<I", masked_crc32c(body)))
+    crc = _tbx().crc
+    return header + struct.pack("<I", crc(header)) + body + struct.pack("<I", crc(body))
 
 
 class EventLog:
@@ -82,24 +97,24 @@ class EventLog:
             name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
             self.path = os.path.join(folder, name)
             self._file = open(self.path, "ab")
-            self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+            self._write(_tbx().Event(wall_time=time.time(), file_version="brain.Event:2"))
 
     def _write(self, event: event_pb2.Event) -> None:
         self._file.write(_record(event))
 
     def _summary(self, step: int, summary) -> None:
-        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._write(_tbx().Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self._summary(step, tbx_summary.scalar(tag, float(value)))
+        self._summary(step, _tbx().summary.scalar(tag, float(value)))
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
         """image [Y, X, C] uint8 (C = 1, 3 or 4)."""
-        self._summary(step, tbx_summary.image(tag, np.asarray(image), dataformats="HWC"))
+        self._summary(step, _tbx().summary.image(tag, np.asarray(image), dataformats="HWC"))
 
     def text(self, tag: str, text: str, step: int) -> None:
         """Markdown, as TensorBoard's text plugin renders it."""
-        self._summary(step, tbx_summary.text(tag, text))
+        self._summary(step, _tbx().summary.text(tag, text))
 
     def flush(self) -> None:
         self._file.flush()
