@@ -101,6 +101,13 @@ def _clean_side(text: str) -> str:
     return re.sub(r" (?=[,.;:!?])", "", first)
 
 
+def _may_end_a_sentence(part: str) -> bool:
+    """Whether the first synonym of a raw sub-entry has a . ! or ? anywhere: cleaning only
+    removes characters, so without one its cleaned form cannot end a sentence."""
+    first = part.split(";", 1)[0]
+    return "." in first or "!" in first or "?" in first
+
+
 def _is_sentence(de: str, en: str) -> bool:
     return (
         de[:1].isupper()
@@ -132,6 +139,9 @@ def de_en_pairs(path: str = TRANS_DE_EN, *, sentences_only: bool = True) -> list
             if len(de_parts) != len(en_parts):
                 continue  # misaligned entry: no safe pairing
             for de_part, en_part in zip(de_parts, en_parts, strict=True):
+                if sentences_only and not (_may_end_a_sentence(de_part)
+                                           and _may_end_a_sentence(en_part)):
+                    continue  # most sub-entries are words: skip the regexes
                 de, en = _clean_side(de_part), _clean_side(en_part)
                 if de and en and (not sentences_only or _is_sentence(de, en)):
                     pairs[(de, en)] = None
