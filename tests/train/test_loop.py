@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import jax
 import ml_collections
@@ -19,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from zoo.train import config as config_lib
-from zoo.train import loop
+from zoo.train import loop, telemetry
 from zoo.train.checkpoints import CheckpointMismatchError
 from zoo.train.loop import NonFiniteLossError, train_and_evaluate
 from zoo.train.translation import align, evaluate_split, translate
@@ -66,7 +67,17 @@ def finished(tmp_path_factory):
     Tests that only read a run read this one; tests that change a run work on a
     copy (``_copy_of``): one training for the whole module instead of one each."""
     workdir = tmp_path_factory.mktemp("finished")
-    return workdir, train_and_evaluate(_tiny(), str(workdir))
+    with pytest.MonkeyPatch.context() as patch:  # a clock that moves 1 s a step only
+        clock = [0.0]
+        patch.setattr(loop, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+        class Ticking(telemetry.ProfileWindow):
+            def before(self, step):
+                clock[0] += 1.0
+                super().before(step)
+
+        patch.setattr(telemetry, "ProfileWindow", Ticking)
+        return workdir, train_and_evaluate(_tiny(), str(workdir))
 
 
 @pytest.fixture
@@ -99,6 +110,13 @@ def test_tiny_run_writes_metrics_pictures_and_checkpoints(finished):
     assert (tmp_path / "attention" / "example0.png").stat().st_size > 1000
     assert {"3", "6"} <= set(os.listdir(tmp_path / "checkpoints"))
     assert train[-1]["flops_per_sec"] > 0 and 0 < train[-1]["mfu"] < 1
+    # The fixture's clock moves 1 s a training step and stands still otherwise: every
+    # window of 2 steps took 2 s, including steps 3-4, which the evaluation at step 3
+    # splits (a clock restarted after it would count one second, doubling the rates).
+    rates = [r["flops_per_sec"] for r in train]
+    np.testing.assert_allclose(rates, rates[0], rtol=1e-6)
+    # Batches of 16 dates of 10 characters + <eos>: 176 target tokens a step, a second.
+    assert {r["tokens_per_sec"] for r in train} == {16 * 11.0}
 
 
 def _events(workdir):

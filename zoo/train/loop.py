@@ -192,8 +192,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             sums, tick, window, flops = None, time.perf_counter(), 0, 0.0
         is_eval = done % config.train.eval_every == 0 or done == num_steps
         if is_eval:
+            started = time.perf_counter()
             final_eval = run_eval(done)
-            tick = time.perf_counter()
+            # The throughput window leaves the evaluation's time out but keeps its steps
+            # before it: restarting the clock here would divide them by too short a time.
+            tick += time.perf_counter() - started
         if done % config.train.checkpoint_every == 0 or done == num_steps:
             save(done, final_eval if is_eval else None)
     profile.close()
