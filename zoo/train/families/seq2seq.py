@@ -155,7 +155,10 @@ class Seq2SeqFamily(TokenFamily):
                           for t in src[i, : src_lengths[i]]]
             out_ids = [int(t) for t in tokens[i]]
             end = out_ids.index(EOS_ID) + 1 if EOS_ID in out_ids else len(out_ids)
-            tgt_tokens = [data.tokenizer.decode([t]) or "</s>" for t in out_ids[:end]]
+            # A piece that decodes to nothing alone (<eos>, or sentencepiece's bare word
+            # boundary) still needs a label: its own name, or the source side's '·'.
+            tgt_tokens = [data.tokenizer.decode([t]) or ("</s>" if t == EOS_ID else "·")
+                          for t in out_ids[:end]]
             out.append((src_tokens, tgt_tokens,
                          weights[i][..., :end, : len(src_tokens)]))
         return out
