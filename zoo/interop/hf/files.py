@@ -23,6 +23,7 @@ import jax
 import numpy as np
 import safetensors
 import safetensors.numpy
+from flax import traverse_util
 
 SEPARATOR = "/"
 WEIGHTS = "model.safetensors"
@@ -55,14 +56,7 @@ def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     """{'a/b/c': leaf} -> a nested dict."""
-    tree: dict[str, Any] = {}
-    for path, leaf in flat.items():
-        *parents, name = path.split(SEPARATOR)
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[name] = leaf
-    return tree
+    return traverse_util.unflatten_dict(dict(flat), sep=SEPARATOR)
 
 
 def _host(leaf: Any) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import numpy as np
+from flax import traverse_util
 
 Shapes = Mapping[str, tuple[int, ...]]  # flat path or torch key -> shape
 
@@ -120,27 +121,14 @@ def replaced(leaf: Any, array: np.ndarray) -> Any:
     return leaf.replace(value=array) if is_box(leaf) else array
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
     """A nested params dict -> {'a/b/c': leaf}; boxes are leaves."""
-    flat = {}
-    for name, sub in tree.items():
-        if isinstance(sub, Mapping):
-            flat.update(flatten(sub, f"{prefix}{name}/"))
-        else:
-            flat[prefix + name] = sub
-    return flat
+    return traverse_util.flatten_dict(dict(tree), sep="/")
 
 
 def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     """{'a/b/c': leaf} -> a nested dict (plain dicts)."""
-    tree: dict[str, Any] = {}
-    for path, leaf in flat.items():
-        *parents, name = path.split("/")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[name] = leaf
-    return tree
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 # ---------------------------------------------------------------- link builders
