@@ -250,9 +250,25 @@ def make_plan(shape: Sequence[int] = (-1,), axes: Sequence[str] = ("data",),
     return Plan(mesh, table, strategy)
 
 
+def mesh_devices(num_devices: int = 0) -> list:
+    """The devices a mesh spans: every device for 0, else the first ``num_devices`` of this
+    (single) process."""
+    devices = jax.devices()
+    if num_devices == 0:
+        return devices
+    if not 0 < num_devices <= len(devices):
+        raise ValueError(f"mesh.num_devices is {num_devices}; allowed: 0 (every device) or "
+                         f"1..{len(devices)} (this process has {len(devices)})")
+    if jax.process_count() > 1:
+        raise ValueError(f"mesh.num_devices is {num_devices}, but a run of "
+                         f"{jax.process_count()} processes spans every device: leave it 0")
+    return devices[:num_devices]
+
+
 def plan_from_config(config) -> Plan:
     m = config.mesh
-    return make_plan(tuple(m.shape), tuple(m.axes), m.strategy, tuple(m.rules))
+    return make_plan(tuple(m.shape), tuple(m.axes), m.strategy, tuple(m.rules),
+                     devices=mesh_devices(m.num_devices))
 
 
 if __name__ == "__main__":  # the planner used to live here

@@ -10,6 +10,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from debian_data import needs_fashion_mnist
+from run_checks import check_run
 
 from zoo.data.builders import fashion_mnist
 from zoo.data.corpora import MissingSourceError
@@ -58,11 +59,16 @@ def fashion_dir(tmp_path_factory):
 
 
 def test_toy_gan_learns_the_ring_and_draws_it(tmp_path):
-    """400 steps of batch 256: samples move onto the modes (seeded, so deterministic)."""
+    """400 steps of batch 256: samples move onto the modes (seeded, so deterministic).
+
+    This is also test_configs.py's run of gan_toy's tiny variant (its checks included),
+    on one device (the sharded GAN step is gan_fashion_mnist's tiny run there)."""
     config = _tiny(gan_toy, **{"data.batch_size": 256, "train.num_train_steps": 400,
                                "optim.learning_rate": 6e-3, "train.eval_every": 200,
-                               "train.log_every": 200, "train.checkpoint_every": 400})
+                               "train.log_every": 200, "train.checkpoint_every": 400,
+                               "mesh.num_devices": 1})
     result = train_and_evaluate(config, str(tmp_path))
+    check_run(config, tmp_path, result)
     first, last = _records(tmp_path, "eval")
     assert last["high_quality"] > max(3 * first["high_quality"], 0.05), (first, last)
     assert result["modes_covered"] >= 2
@@ -80,7 +86,7 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
     Both networks, both optimizer states and the step are compared.
     """
     steps = {"train.num_train_steps": 8, "train.checkpoint_every": 4, "train.eval_every": 8,
-             "train.log_every": 4}
+             "train.log_every": 4, "mesh.num_devices": 1}
     train_and_evaluate(_tiny(gan_toy, **steps), str(tmp_path / "straight"))
     train_and_evaluate(_tiny(gan_toy, **{**steps, "train.num_train_steps": 4}),
                        str(tmp_path / "resumed"))
@@ -95,10 +101,13 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
 
 @needs_fashion_mnist
 def test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids(tmp_path, fashion_dir):
+    """Also test_configs.py's run of the VAE config's tiny variant (its checks included), on
+    every (8) device."""
     config = _tiny(vae_fashion_mnist, **{
         "data.data_dir": fashion_dir, "train.num_train_steps": 60, "train.eval_every": 30,
         "train.log_every": 30, "train.checkpoint_every": 60, "optim.warmup_steps": 5})
     result = train_and_evaluate(config, str(tmp_path))
+    check_run(config, tmp_path, result)
     first, last = _records(tmp_path, "eval")
     assert last["negative_elbo"] < first["negative_elbo"] - 5, (first, last)
     assert result["negative_elbo"] < UNIFORM_BERNOULLI_NATS - 20

@@ -2,15 +2,20 @@
 
 No run is trained twice:
 
-- the default job's tiny variant (date_seq2seq) is trained, unchanged, by the
-  ``finished`` fixture of test_loop.py, whose tests check its metrics, pictures
-  and checkpoints and then resume, corrupt and restore it;
+- the default job's tiny variant (date_seq2seq) is trained, on one device, by
+  the ``finished`` fixture of test_loop.py, whose tests check its metrics,
+  pictures and checkpoints and then resume, corrupt and restore it;
+- ``TRAINED_ELSEWHERE`` variants are trained, longer, by a learning test of
+  their family, which also makes this file's checks (``run_checks.check_run``)
+  on its run;
 - a variant listed in ``SAME_RUN_AS`` is another variant's run but for the
   config values listed there, which ``test_tiny_variants_that_are_the_same_run``
   pins; should the two ever differ in anything else, that test fails and the
-  variant must be trained here. The translation models are trained tiny once
-  each, the Transformer on de-en and the RNNs on es-en, so both corpora and all
-  four models go through the loop.
+  variant must be trained here. The values they may differ in are tested on
+  their own (schedules and clipping in test_optim.py, post-LN and dropout in
+  tests/transformer). The translation models are trained tiny once each, the
+  Transformer on de-en and the RNNs on es-en, so both corpora and all four
+  models go through the loop.
 """
 
 import importlib
@@ -19,10 +24,10 @@ import sys
 
 import pytest
 from debian_data import needs
+from run_checks import check_run
 
 from zoo.train import config as config_lib
 from zoo.train.loop import train_and_evaluate
-from zoo.train.tensorboard import read_events
 from zoo.train.translation import align
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,14 +37,18 @@ BIBLE = "sword-text-kjv sword-text-sparv"
 # config "module:argument" -> the Debian package its data comes from (None: generated)
 CONFIGS = {
     "nmt_de_en:tiny": "trans-de-en",
-    "transformer_base:tiny": "trans-de-en",  # post-LN, rsqrt schedule: its own path
     "nmt_es_en:bahdanau,tiny": BIBLE,
     "nmt_es_en:luong,tiny": BIBLE,
     "nmt_es_en:plain,tiny": BIBLE,
     "lm_wordnet:tiny": "wordnet-base",
     "vae_fashion_mnist:tiny": "dataset-fashion-mnist",
     "gan_fashion_mnist:tiny": "dataset-fashion-mnist",
-    "gan_toy:tiny": None,
+}
+# variant -> the test that trains it (with more steps) and checks its run as this file does
+TRAINED_ELSEWHERE = {
+    "vae_fashion_mnist:tiny": ("generative/test_family.py",
+                               "test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids"),
+    "gan_toy:tiny": ("generative/test_family.py", "test_toy_gan_learns_the_ring_and_draws_it"),
 }
 
 _DE_EN = {("data", "dataset"), ("data", "fields")}
@@ -51,6 +60,12 @@ SAME_RUN_AS = {
     "nmt_de_en:bahdanau,tiny": ("nmt_es_en:bahdanau,tiny", _DE_EN),
     "nmt_de_en:luong,tiny": ("nmt_es_en:luong,tiny", _DE_EN),
     "nmt_de_en:plain,tiny": ("nmt_es_en:plain,tiny", _DE_EN),
+    # The paper's recipe at the tiny size: post-LN and the rsqrt schedule without clipping.
+    "transformer_base:tiny": ("nmt_de_en:tiny", {
+        ("model", "norm_placement"), ("model", "dropout_rate"),
+        ("model", "attention_dropout_rate"), ("model", "ffn_dropout_rate"),
+        ("optim", "schedule"), ("optim", "learning_rate"), ("optim", "clip_grad_norm"),
+        ("optim", "weight_decay"), ("train", "max_to_keep")}),
 }
 
 
@@ -66,8 +81,17 @@ def _skip_without(package):
 def test_every_config_file_is_listed():
     files = {f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")
              and not f.startswith("_")}
-    listed = {v.partition(":")[0] for v in [*CONFIGS, *SAME_RUN_AS]}
+    listed = {v.partition(":")[0] for v in [*CONFIGS, *TRAINED_ELSEWHERE, *SAME_RUN_AS]}
     assert files == listed | {"date_seq2seq"}
+
+
+@pytest.mark.parametrize("name", list(TRAINED_ELSEWHERE))
+def test_the_runs_trained_elsewhere_are_checked_there(name):
+    path, function = TRAINED_ELSEWHERE[name]
+    source = open(os.path.join(ROOT, "tests", path)).read()
+    body = source.split(f"def {function}(", 1)[1].split("\ndef ", 1)[0]
+    module = name.partition(":")[0]
+    assert f"_tiny({module}" in body and "check_run(" in body, (path, function)
 
 
 @pytest.fixture(scope="module")
@@ -91,18 +115,7 @@ def check_tiny_run(name, tmp_path, data_dir):
     """Trains ``name``'s tiny variant in ``tmp_path`` and checks what the run wrote."""
     config = _config(name)
     config.data.data_dir = data_dir
-    result = train_and_evaluate(config, str(tmp_path))
-    assert result, "evaluation produced no metrics"
-    assert (tmp_path / "metrics.jsonl").exists()
-    assert os.listdir(tmp_path / "checkpoints")
-    assert os.listdir(tmp_path / "tb") and (tmp_path / "model_summary.txt").exists()
-    if config.family in ("vae", "gan"):  # the generative families draw at every evaluation
-        assert os.listdir(tmp_path / "images")
-        tags = {e.summary.value[0].tag for e in read_events(
-            str(next((tmp_path / "tb").iterdir()))) if e.HasField("summary")}
-        assert any(t.startswith("images/") for t in tags), tags
-    if config.family == "seq2seq":  # attention pictures: an RNN's alignment, a Transformer's heads
-        assert os.path.exists(tmp_path / "attention") == ("plain" not in config.model.name)
+    check_run(config, tmp_path, train_and_evaluate(config, str(tmp_path)))
     if "plain" in config.model.name:
         with pytest.raises(ValueError, match="no attention to draw"):
             align(str(tmp_path), "En el principio creó Dios los cielos y la tierra.")

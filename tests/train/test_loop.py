@@ -32,7 +32,11 @@ from configs import date_seq2seq  # noqa: E402
 
 
 def _tiny(**overrides):
+    """The default job's tiny variant on one device: these tests are about the loop, and a
+    one-device program compiles and runs a quarter faster than one over the 8 fake devices
+    (the sharded paths are test_sharding.py's, test_configs.py's and test_multiprocess.py's)."""
     c = date_seq2seq.get_config("tiny")
+    c.mesh.num_devices = 1
     for key, value in overrides.items():
         section, name = key.split(".")
         c[section][name] = value
@@ -177,14 +181,14 @@ def _run_cli(workdir, *flags, timeout=300):
 def test_killed_run_resumes_to_the_same_parameters(finished_run, tmp_path):
     """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run.
 
-    The uninterrupted run is the ``finished`` fixture's: the same tiny config, trained in
-    this process on as many (8) CPU devices as the command lines are given. The
+    The uninterrupted run is the ``finished`` fixture's: the same tiny config on one
+    device, trained in this process (which has 8) rather than in a process of its own. The
     evaluation at step 3 decodes and draws, which takes far longer than the 50 ms poll,
     so a kill sent as soon as checkpoint 3 exists lands before the run can write
     checkpoint 6; the test checks that it did (killed by the signal, no final
     checkpoint) and that the restart really resumed from an earlier step. The restart
     also captures a profile of steps 4-5, which changes no value."""
-    flags = ["--num_cpu_devices=8"]
+    flags = ["--config.mesh.num_devices=1"]
     victim = _run_cli(tmp_path / "killed", *flags)
     ckpt_dir = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 240

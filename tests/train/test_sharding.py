@@ -74,13 +74,21 @@ def _batch(config, rows: int = 16) -> dict:
             "tgt_lengths": rng.integers(1, t + 1, rows).astype(np.int32)}
 
 
-def _setup(model: str, plan: sharding.Plan):
+def _setup(model: str, plan: sharding.Plan, abstract: bool = False):
+    """(config, state, jitted sharded step); an ``abstract`` state is shapes and shardings
+    only, for lowering (nothing initialised or compiled)."""
     config = _config(model)
     family = families.make(config)
     net = family.build_model({"src": VOCAB, "tgt": VOCAB})
     tx, schedule = optim.make_optimizer(config.optim)
-    state, shardings = init_sharded(lambda rng: family.init_state(net, tx, rng), plan,
-                                    jax.random.PRNGKey(0))
+    init = functools.partial(family.init_state, net, tx)
+    if abstract:
+        shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
+        shardings = plan.state_shardings(shapes)
+        state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                             nn.unbox(shapes), shardings)
+    else:
+        state, shardings = init_sharded(init, plan, jax.random.PRNGKey(0))
     step = jax.jit(make_train_step(family.phases(net), schedule), donate_argnums=0,
                    in_shardings=(shardings, plan.batch_sharding),
                    out_shardings=(shardings, plan.replicated))
@@ -96,6 +104,12 @@ def _train(model: str, plan: sharding.Plan):
             state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
     return np.asarray(losses), state
+
+
+@functools.cache
+def _trained(model: str, strategy: str):
+    """(losses, state) of STEPS steps under ``strategy``'s mesh; shared by the tests."""
+    return _train(model, sharding.make_plan(*MESHES[strategy], strategy))
 
 
 @functools.cache
@@ -193,8 +207,7 @@ TRAINED = [("rnn", "dp"), ("rnn", "fsdp_tp"), ("transformer", "fsdp"), ("transfo
 
 @pytest.mark.parametrize("model,strategy", TRAINED)
 def test_strategies_train_like_one_device(model, strategy):
-    plan = sharding.make_plan(*MESHES[strategy], strategy)
-    losses, state = _train(model, plan)
+    losses, state = _trained(model, strategy)
     ref_losses, ref_params = _single_device(model)
 
     assert losses[-1] != losses[0]  # the steps really moved the parameters
@@ -228,7 +241,7 @@ def _constraints(text: str) -> int:
 @pytest.mark.parametrize("model", ["rnn", "transformer"])
 def test_activation_constraints_are_in_the_lowered_program_only_under_the_mesh(model):
     plan = sharding.make_plan(*MESHES["fsdp_tp"], "fsdp_tp")
-    config, state, step = _setup(model, plan)
+    config, state, step = _setup(model, plan, abstract=True)
     batch = plan.global_batch(_batch(config))
     without = step.lower(state, batch).as_text()
     with plan.activate():
@@ -240,8 +253,7 @@ def test_activation_constraints_are_in_the_lowered_program_only_under_the_mesh(m
 
 
 def test_checkpoint_restores_onto_another_mesh_shape(tmp_path):
-    fsdp_tp = sharding.make_plan((2, 4), ("fsdp", "tensor"), "fsdp_tp")
-    _, state = _train("transformer", fsdp_tp)
+    _, state = _trained("transformer", "fsdp")  # (data 2, fsdp 4)
     saver = checkpoints.Checkpointer(str(tmp_path), async_save=False)
     saver.save(STEPS, state)
     saver.close()
@@ -299,6 +311,21 @@ def test_bad_mesh_in_a_config_fails_before_training(tmp_path):
     c.mesh.shape = (3,)
     with pytest.raises(ValueError, match=r"mesh.shape \(3,\) multiplies to 3 devices"):
         train_and_evaluate(c, str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_mesh_num_devices_takes_the_first_devices_and_names_a_bad_count(tmp_path):
+    from zoo.train.loop import train_and_evaluate
+
+    c = date_seq2seq.get_config("tiny")
+    c.mesh.num_devices = 2
+    plan = sharding.plan_from_config(config_lib.validate(c))
+    assert list(plan.mesh.devices.flat) == jax.devices()[:2]
+    assert plan.mesh.shape == {"data": 2}
+    for bad in (-1, 9):
+        c.mesh.num_devices = bad
+        with pytest.raises(ValueError, match=rf"mesh.num_devices is {bad}; allowed: 0 .*1..8"):
+            train_and_evaluate(c, str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoints")
 
 

@@ -3,6 +3,7 @@ summary, and the event files' resume rules (no training here; the runs are test_
 
 import functools
 import glob
+import gzip
 import os
 
 import jax
@@ -129,3 +130,27 @@ def test_a_half_written_event_is_dropped_on_resume(tmp_path):
     log.scalar("x", 3.0, 3)
     log.close()
     assert _steps(tmp_path, "x") == [1, 2, 3]
+
+
+def _a_python_call_to_look_for(x):
+    return x + 1
+
+
+def test_a_profile_traces_python_calls_only_when_asked(tmp_path):
+    """The window's trace holds the device ops; Python calls only with python=True."""
+    step = jax.jit(lambda x: x * 2)
+    x = step(jnp.ones(8))
+    for python in (False, True):
+        folder = str(tmp_path / f"python_{python}")
+        window = telemetry.ProfileWindow((1, 1), folder, python=python)
+        window.before(1)
+        with window.annotation(1):
+            x = step(_a_python_call_to_look_for(x))
+        window.after(1, x)
+        assert not window.active
+        [perfetto] = glob.glob(os.path.join(folder, "plugins/profile/*/perfetto_trace.json.gz"))
+        with gzip.open(perfetto, "rt") as f:
+            trace = f.read()
+        assert '"name": "train", "args": {"step_num": "1"}' in trace  # the step annotation
+        assert '"hlo_module": "jit__lambda"' in trace  # the step's XLA ops
+        assert ("_a_python_call_to_look_for" in trace) == python

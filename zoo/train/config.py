@@ -33,7 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.max_src_len = 40
     c.data.max_tgt_len = 16
     c.data.num_train = 20000  # generated tasks and points: examples in the train split
-    c.data.num_eval = 1000  # examples evaluated (generated: the size of the held-out split)
+    # Examples evaluated: the first num_eval of the validation split (generated tasks and
+    # points: the size of the held-out split).
+    c.data.num_eval = 1000
     c.data.vocab_size = 8000  # subword vocabulary for real text
     # "char" | "sentencepiece" | "marian" (an imported Opus-MT model's files, with
     # data.dataset "" until it is given data: zoo/train/imports.py)
@@ -72,6 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.restore_from = ""
     # (a, b): a jax.profiler trace of train steps a..b (1-based) in <workdir>/profile/.
     c.train.profile_steps = ()
+    c.train.profile_python = False  # also trace every Python call (large, slow to write)
     # Peak FLOP/s of one device, for model-FLOPs utilisation; 0 measures a matmul once per
     # machine (zoo/train/telemetry.py) and caches it.
     c.train.peak_flops = 0.0
@@ -82,6 +85,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh.axes = ("data",)  # names: data, fsdp, tensor
     c.mesh.strategy = "dp"  # dp | fsdp | tp | fsdp_tp
     c.mesh.rules = ()  # extra (logical name, mesh axis or None) pairs, tried before the table
+    # Devices the mesh spans: 0 every device (of every process); N the first N of this one
+    # process, e.g. 1 to debug on one accelerator of a host or to keep the rest for other work.
+    c.mesh.num_devices = 0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.method = "greedy"  # greedy | beam

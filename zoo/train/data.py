@@ -227,8 +227,9 @@ def seq2seq_data(config, workdir: str) -> Bundle:
         return DictIterator(iter(ds))
 
     def eval_dataset(limit=None):
-        source = validation if limit is None else [validation[i] for i in
-                                                   range(min(limit, len(validation)))]
+        # The first data.num_eval validation pairs (a generated split has exactly that many).
+        limit = config.data.num_eval if limit is None else min(limit, config.data.num_eval)
+        source = [validation[i] for i in range(min(limit, len(validation)))]
         return pipeline.seq2seq_dataset(
             source, batch_size=config.data.eval_batch_size, shuffle=False, num_epochs=1,
             drop_remainder=False, bucket_window=1, long_examples="truncate", **common)

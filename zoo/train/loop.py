@@ -106,7 +106,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          in_shardings=(shardings, plan.batch_sharding),
                          out_shardings=(shardings, plan.replicated))
     main = jax.process_index() == 0
-    peak = telemetry.peak_flops(config.train.peak_flops) * jax.device_count()
+    peak = telemetry.peak_flops(config.train.peak_flops) * plan.mesh.size
     flops_of: dict = {}  # batch shapes -> FLOPs of one step on them
 
     ckpt = checkpoints.Checkpointer(
@@ -138,7 +138,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                       progress_bar=config.train.progress_bar,
                                       is_main_process=main)
     profile = telemetry.ProfileWindow(config.train.profile_steps,
-                                      os.path.join(workdir, "profile"), start)
+                                      os.path.join(workdir, "profile"), start,
+                                      python=config.train.profile_python)
     pending: list[tuple[int, dict]] = []  # (step, its *loss metrics) not yet checked
     sums = None
     last_good = ckpt.latest_step()

@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             config.mesh.axes = tuple(args.mesh_axes.split(","))
         if args.strategy:
             config.mesh.strategy = args.strategy
-    num_devices = args.num_devices or jax.device_count()
+    num_devices = args.num_devices or config.mesh.get("num_devices", 0) or jax.device_count()
     print(describe(config, num_devices=num_devices, vocab_size=args.vocab_size))
 
 

@@ -22,6 +22,7 @@ import glob
 import os
 import socket
 import struct
+import sys
 import time
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -36,13 +37,23 @@ PATTERN = "events.out.tfevents.*"
 
 @functools.cache
 def _tbx() -> SimpleNamespace:
-    """tensorboardX's parts, imported on first use: its package imports torch when torch is
-    installed (to recognise torch tensors, which zoo never passes), 2 s of start-up that
-    commands which write no events (--translate, --eval_only, a failing config) skip."""
-    from tensorboardX import summary
-    from tensorboardX.proto import event_pb2
-    from tensorboardX.record_writer import masked_crc32c
+    """tensorboardX's parts, imported on first use (commands that write no events skip it).
 
+    tensorboardX's package imports torch, when installed, only to recognise torch tensors,
+    which zoo never passes: 1-3 s of every run's start-up. Unless torch is already loaded,
+    it is hidden from that import (``sys.modules['torch'] = None`` makes ``import torch``
+    raise ImportError, which tensorboardX expects) and put back at once.
+    """
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None
+    try:
+        from tensorboardX import summary
+        from tensorboardX.proto import event_pb2
+        from tensorboardX.record_writer import masked_crc32c
+    finally:
+        if hide:
+            del sys.modules["torch"]
     return SimpleNamespace(summary=summary, Event=event_pb2.Event, crc=masked_crc32c)
 
 
