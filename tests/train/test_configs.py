@@ -41,7 +41,6 @@ CONFIGS = {
     "nmt_es_en:luong,tiny": BIBLE,
     "nmt_es_en:plain,tiny": BIBLE,
     "lm_wordnet:tiny": "wordnet-base",
-    "vae_fashion_mnist:tiny": "dataset-fashion-mnist",
     "gan_fashion_mnist:tiny": "dataset-fashion-mnist",
 }
 # variant -> the test that trains it (with more steps) and checks its run as this file does
