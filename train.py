@@ -12,6 +12,7 @@ The work happens in ``zoo.train.train_and_evaluate``; this file only parses
 flags. Re-running the same command resumes from the newest good checkpoint.
 """
 
+import re
 import sys
 
 import jax
@@ -155,5 +156,23 @@ def _eval_only():
     print(f"written to {path} (and the translations to {path[:-5]}.txt)")
 
 
+def parse_flags(argv):
+    """absl's flag parsing, with one change: a ``--config.*`` override naming no key of the
+    config is a one-line error (ml_collections raises a bare KeyError or AttributeError,
+    which would end the command with a traceback)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (KeyError, AttributeError) as err:
+        if not any(arg.startswith("--config.") for arg in argv):
+            raise
+        text = str(err)
+        guess = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', text)
+        detail = (f"'{guess.group(2)}' (did you mean '{guess.group(1)}'?)" if guess else
+                  "'" + re.sub(r"[\\'\"]", "", text.split("\\n")[0].split("\n")[0]) + "'")
+        overrides = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
+        raise SystemExit(f"train.py: a config override names no key of the config "
+                         f"(overrides given: {', '.join(overrides)}): {detail}") from None
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

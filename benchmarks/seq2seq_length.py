@@ -48,7 +48,7 @@ MODELS = {
 }
 
 
-def parse_args():
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=64)
@@ -61,7 +61,7 @@ def parse_args():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--quick", action="store_true", help="tiny run for smoke tests")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.quick:
         args.steps, args.hidden, args.max_len, args.eval_per_length = 30, 32, 8, 8
     return args
@@ -138,8 +138,8 @@ def evaluate(model, params, sets):
     return result
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     vocab = task_vocab("reverse", ALPHABET)
     sets = held_out_sets(args, vocab)
     held_sources = {vocab.decode(row) for arrays in sets.values() for row in arrays.src}

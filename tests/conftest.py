@@ -28,6 +28,8 @@ tests (tests/benchmarks) only check that they run.
 
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax"))
@@ -54,3 +56,14 @@ import jax  # noqa: E402
 jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory, worker_id):
+    """One TFDS data_dir for the whole test run, shared by both xdist workers: each corpus
+    is prepared once (Fashion-MNIST alone takes ~10 s) and then read by every test that
+    trains on it. Fresh each run: nothing outlives the session's temporary folder."""
+    root = tmp_path_factory.getbasetemp()
+    path = (root if worker_id == "master" else root.parent) / "shared_tfds"
+    path.mkdir(exist_ok=True)
+    return str(path)

@@ -32,3 +32,17 @@ needs_de_en = needs("trans-de-en")
 needs_bibles = needs("sword-text-kjv sword-text-sparv")
 needs_wordnet = needs("wordnet-base")
 needs_fashion_mnist = needs("dataset-fashion-mnist")
+
+
+def prepare(config, data_dir: str) -> None:
+    """Points ``config`` at ``data_dir`` and prepares its dataset there first, under a file
+    lock, so two workers never write the same dataset at once."""
+    from filelock import FileLock
+
+    from zoo.data import sources
+
+    config.data.data_dir = data_dir
+    name = config.data.dataset
+    if sources.is_zoo_dataset(name) and not name.startswith("generated_tasks"):
+        with FileLock(os.path.join(data_dir, name.replace("/", "_") + ".lock"), timeout=600):
+            sources.data_source(name, "train", data_dir=data_dir)

@@ -1,16 +1,12 @@
 """The decoding benchmark runs end to end (--quick) so it never rots."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from quick import run_quick
 
 
 def test_quick_sweep_writes_results(tmp_path):
-    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "decode.py"), "--quick",
-                    "--out", str(tmp_path)], check=True, timeout=300, cwd=ROOT)
+    run_quick("decode", tmp_path)
     with open(tmp_path / "decode_quick.json") as f:
         result = json.load(f)
     assert result["meta"]["jax"] and result["meta"]["model"] == "lm_tiny"

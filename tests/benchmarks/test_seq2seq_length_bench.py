@@ -1,16 +1,12 @@
 """The plain-vs-attention length benchmark runs end to end (--quick) so it never rots."""
 
 import json
-import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from quick import run_quick
 
 
 def test_quick_run_writes_results(tmp_path):
-    subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "seq2seq_length.py"),
-                    "--quick", "--out", str(tmp_path)], check=True, timeout=300, cwd=ROOT)
+    run_quick("seq2seq_length", tmp_path)
     with open(tmp_path / "seq2seq_length_quick.json") as f:
         result = json.load(f)
     assert result["meta"]["jax"] and result["meta"]["quick"]

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from debian_data import needs_fashion_mnist
+from debian_data import needs_fashion_mnist, prepare
 from run_checks import check_run
 
 from zoo.data.builders import fashion_mnist
@@ -50,12 +50,6 @@ def _final_state(workdir):
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
     return step, restored["state"]
-
-
-@pytest.fixture(scope="module")
-def fashion_dir(tmp_path_factory):
-    """One prepared copy of Fashion-MNIST for this module's runs (preparing takes ~7 s)."""
-    return str(tmp_path_factory.mktemp("fashion_mnist_data"))
 
 
 def test_toy_gan_learns_the_ring_and_draws_it(tmp_path):
@@ -100,12 +94,13 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
 
 
 @needs_fashion_mnist
-def test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids(tmp_path, fashion_dir):
+def test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids(tmp_path, shared_data_dir):
     """Also test_configs.py's run of the VAE config's tiny variant (its checks included), on
     every (8) device."""
     config = _tiny(vae_fashion_mnist, **{
-        "data.data_dir": fashion_dir, "train.num_train_steps": 60, "train.eval_every": 30,
-        "train.log_every": 30, "train.checkpoint_every": 60, "optim.warmup_steps": 5})
+        "train.num_train_steps": 60, "train.eval_every": 30, "train.log_every": 30,
+        "train.checkpoint_every": 60, "optim.warmup_steps": 5})
+    prepare(config, shared_data_dir)  # Fashion-MNIST, prepared once for the whole run
     result = train_and_evaluate(config, str(tmp_path))
     check_run(config, tmp_path, result)
     first, last = _records(tmp_path, "eval")

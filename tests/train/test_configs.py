@@ -23,7 +23,7 @@ import os
 import sys
 
 import pytest
-from debian_data import needs
+from debian_data import needs, prepare
 from run_checks import check_run
 
 from zoo.train import config as config_lib
@@ -93,27 +93,21 @@ def test_the_runs_trained_elsewhere_are_checked_there(name):
     assert f"_tiny({module}" in body and "check_run(" in body, (path, function)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """One TFDS data_dir for the module: configs that read the same corpus prepare it once."""
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 # Trained in test_configs_es_en.py: another file, so xdist's loadfile can run it on the
-# other worker (the es-en corpus is prepared there, once).
+# other worker.
 ES_EN = [name for name in CONFIGS if name.startswith("nmt_es_en:")]
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(p))
                                   for n, p in CONFIGS.items() if n not in ES_EN])
-def test_tiny_variant_trains(name, tmp_path, data_dir):
-    check_tiny_run(name, tmp_path, data_dir)
+def test_tiny_variant_trains(name, tmp_path, shared_data_dir):
+    check_tiny_run(name, tmp_path, shared_data_dir)
 
 
 def check_tiny_run(name, tmp_path, data_dir):
     """Trains ``name``'s tiny variant in ``tmp_path`` and checks what the run wrote."""
     config = _config(name)
-    config.data.data_dir = data_dir
+    prepare(config, data_dir)
     check_run(config, tmp_path, train_and_evaluate(config, str(tmp_path)))
     if "plain" in config.model.name:
         with pytest.raises(ValueError, match="no attention to draw"):

@@ -8,13 +8,7 @@ import pytest
 from test_configs import CONFIGS, ES_EN, _skip_without, check_tiny_run
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """One TFDS data_dir for the module: the Bible corpus is prepared once."""
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(CONFIGS[n]))
                                   for n in ES_EN])
-def test_tiny_variant_trains(name, tmp_path, data_dir):
-    check_tiny_run(name, tmp_path, data_dir)
+def test_tiny_variant_trains(name, tmp_path, shared_data_dir):
+    check_tiny_run(name, tmp_path, shared_data_dir)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from cli import train_py
 
 from zoo.train import config as config_lib
 from zoo.train import loop, telemetry
@@ -170,10 +171,14 @@ def test_rerun_of_a_finished_job_resumes_instead_of_retraining(finished_run, tmp
     assert not [r for r in records[lines:] if r["split"] == "train"]
 
 
+CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
+
+
 def _run_cli(workdir, *flags, timeout=300):
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config",
-           os.path.join(ROOT, "configs", "date_seq2seq.py:tiny"), "--workdir", str(workdir),
-           *flags]
+    """train.py in a process of its own (the kill test); the other command-line tests run
+    it in this one (tests/cli.py)."""
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", CONFIG,
+           "--workdir", str(workdir), *flags]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -277,10 +282,15 @@ def test_bad_config_keys_fail_before_compiling(tmp_path, key, value, error, matc
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_cli_rejects_an_unknown_override():
-    proc = _run_cli("/tmp/never-used", "--config.train.bogus=3")
-    out = proc.communicate(timeout=120)[0]
-    assert proc.returncode != 0 and "bogus" in out
+def test_cli_names_an_unknown_override_in_one_line(tmp_path):
+    for override, named in (("--config.train.bogus=3", "'bogus'"),
+                            ("--config.train.num_train_step=3",
+                             "'num_train_step' (did you mean 'num_train_steps'?)")):
+        proc = train_py("--config", CONFIG, "--workdir", tmp_path / "run", override)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            "train.py: a config override names no key of the config (overrides given: "
+            f"{override.split('=')[0]}): {named}"], proc.stderr
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_unknown_section_is_named():
@@ -351,11 +361,11 @@ def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(
 
 def test_the_command_line_names_a_mismatch_and_moves_nothing(finished_run):
     before = _fingerprint(finished_run)
-    proc = _run_cli(finished_run, "--config.model.hidden_dim=48")
-    out = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 1, out
-    assert out.rstrip().splitlines()[-1].startswith("train.py: checkpoint step 6 in "), out
-    assert "nothing was moved" in out and "Traceback" not in out
+    proc = train_py("--config", CONFIG, "--workdir", finished_run,
+                    "--config.model.hidden_dim=48")
+    assert proc.returncode == 1, proc
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("train.py: checkpoint step 6 in ")
+    assert "nothing was moved" in proc.stderr and "Traceback" not in proc.stderr
     assert _fingerprint(finished_run) == before
 
 
@@ -402,15 +412,11 @@ def test_translate_refuses_what_it_cannot_translate(finished_run, tmp_path):
 
 
 def test_the_command_line_translates_standard_input_line_by_line(finished_run):
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--workdir", str(finished_run),
-           "--translate"]
-    proc = subprocess.run(cmd, input="\n".join(SOURCES) + "\n", capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    proc = train_py("--workdir", finished_run, "--translate", stdin="\n".join(SOURCES) + "\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == translate(str(finished_run), SOURCES).texts
     assert "translations by step 6" in proc.stderr
-    empty = subprocess.run(cmd, input="\n", capture_output=True, text=True, cwd=ROOT,
-                           timeout=300)
+    empty = train_py("--workdir", finished_run, "--translate", stdin="\n")
     assert empty.returncode == 1 and "no sentences" in empty.stderr
 
 
@@ -439,9 +445,9 @@ def test_eval_only_scores_a_whole_split_from_the_best_checkpoint(finished_run):
 
 def test_the_command_line_evaluates_and_writes_the_scores(finished_run, tmp_path):
     run = _copy_of(finished_run, tmp_path / "run")
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--workdir", str(run), "--eval_only",
-           "--split", "validation", "--checkpoint", "latest", "--beam_size", "2"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    cmd = ["--workdir", run, "--eval_only", "--split", "validation", "--checkpoint", "latest",
+           "--beam_size", "2"]
+    proc = train_py(*cmd)
     assert proc.returncode == 0, proc.stderr
     assert "validation split" in proc.stdout and "exact_match" in proc.stdout
     [written] = [f for f in os.listdir(run / "eval") if f.endswith(".json")]
@@ -449,8 +455,7 @@ def test_the_command_line_evaluates_and_writes_the_scores(finished_run, tmp_path
     scores = json.load(open(run / "eval" / written))
     assert scores["num_sentences"] == 32 and scores["beam_size"] == 2
     assert len(open(run / "eval" / written.replace(".json", ".txt")).readlines()) == 32
-    wrong = subprocess.run(cmd[:-6] + ["--split", "nope"], capture_output=True, text=True,
-                           cwd=ROOT, timeout=300)
+    wrong = train_py(*cmd[:-6], "--split", "nope")
     assert wrong.returncode == 1 and "train.py --eval_only:" in wrong.stderr
 
 

@@ -4,7 +4,7 @@ One device a process is the usual multi-host layout (one accelerator a host)
 and the cheapest to compile for. The first test trains the tiny date config on a
 global (data 1, fsdp 2) mesh, so every parameter is split across the two
 processes; it evaluates on those parameters, saves a checkpoint written by both
-processes together, then resumes it in one process with 2 devices. The second
+processes together, then resumes it in one process (the test's own) on 2 devices. The second
 kills one process mid-run and checks that the survivor exits with an error
 instead of hanging. Every wait is bounded; leftover processes are killed.
 """
@@ -20,12 +20,18 @@ import time
 
 import pytest
 
+from zoo.train.loop import train_and_evaluate
 from zoo.train.tensorboard import read_events
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from configs import date_seq2seq  # noqa: E402
+
 CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
 # A constant learning rate keeps the run length out of the compiled step, so both tests'
-# processes load the step the first one compiled from XLA's cache (tests/conftest.py).
+# processes load the step the first one compiled from XLA's cache (tests/conftest.py). The
+# resume in this process (below) sets the same values.
 MESH = ["--config.mesh.shape=(1,2)", "--config.mesh.axes=('data','fsdp')",
         "--config.mesh.strategy=fsdp", "--config.optim.schedule=constant",
         "--config.train.progress_bar=False"]
@@ -79,7 +85,7 @@ def _tail(path, lines: int = 30) -> str:
     return "".join(open(path, errors="replace").readlines()[-lines:])
 
 
-def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
+def test_two_processes_train_and_save_then_one_process_resumes(tmp_path, capsys):
     workdir, logs = tmp_path / "run", tmp_path
     # Two steps, one checkpoint and one evaluation, at the end: collectives between two
     # processes (every FSDP step, every decoding step) are the slowest thing here.
@@ -98,15 +104,15 @@ def test_two_processes_train_and_save_then_one_process_resumes(tmp_path):
     assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(os.listdir(step / "data"))
     assert (step / "state").is_dir()
 
-    single = _train_py(workdir, logs / "single.log", "--num_cpu_devices=2",
-                       "--config.train.num_train_steps=4")
-    try:
-        (code,) = _wait([single], timeout=300)
-    finally:
-        _stop([single])
-    out = open(logs / "single.log").read()
-    assert code == 0, _tail(logs / "single.log")
-    assert "resumed from the checkpoint at step 2" in out
+    # The resume runs in this process, on 2 of its 8 devices: the same mesh, one process.
+    config = date_seq2seq.get_config("tiny")
+    config.mesh.shape, config.mesh.axes, config.mesh.strategy = (1, 2), ("data", "fsdp"), "fsdp"
+    config.mesh.num_devices = 2
+    config.optim.schedule = "constant"
+    config.train.progress_bar = False
+    config.train.num_train_steps = 4
+    train_and_evaluate(config, str(workdir))
+    assert "resumed from the checkpoint at step 2" in capsys.readouterr().out
     train = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     train = [r for r in train if r["split"] == "train"]
     assert [r["step"] for r in train] == [2, 4]  # 1-2 by two processes, 3-4 by one

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from cli import train_py
 
 from zoo.train.loop import train_and_evaluate
 from zoo.train.sample import sample_from_checkpoint
@@ -59,10 +60,8 @@ def test_the_command_line_samples_with_the_workdirs_config(lm_run):
 
 
 def test_the_command_line_explains_a_workdir_without_a_run(tmp_path):
-    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--workdir", str(tmp_path),
-           "--sample", "a"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "has no config.json" in proc.stderr
+    proc = train_py("--workdir", tmp_path, "--sample", "a")
+    assert proc.returncode == 1 and "has no config.json" in proc.stderr
 
 
 def test_clear_errors(tmp_path, lm_run):
