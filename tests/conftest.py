@@ -26,7 +26,6 @@ the same flags. The benchmarks, run by hand, keep the default flags; their smoke
 tests (tests/benchmarks) only check that they run.
 """
 
-import gc
 import os
 
 import pytest
@@ -51,14 +50,6 @@ os.environ["XLA_FLAGS"] = " ".join(
 # that inherit this): the suite already runs one xdist worker per core, and torch's OpenMP
 # threads spin while they wait for a busy core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-# Python's cyclic garbage collector, tuned for a test process that traces thousands of JAX
-# programs: each trace allocates many short-lived objects, and with the default thresholds
-# (700, 10, 10) the collector walks the workers' large, long-lived heaps (every compiled
-# program, jaxpr and module so far) again and again. Collecting the youngest generation
-# every 100,000 allocations instead of 700, and the oldest rarely, ran tests/transformer and
-# tests/rnn/test_rnn_model.py in 89 s instead of 105 s; garbage is still collected.
-gc.set_threshold(100_000, 50, 1000)
 
 import jax  # noqa: E402
 
