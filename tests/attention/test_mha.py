@@ -116,6 +116,32 @@ def test_ragged_prompts_advance_by_their_lengths():
     np.testing.assert_allclose(y[1, 0], full[1, 5], atol=3e-5)
 
 
+@pytest.mark.parametrize("kv_heads,rotary", [(4, False), (2, False), (1, True)])
+def test_cross_attention_cache_projects_the_memory_once(kv_heads, rotary):
+    """decode=True with inputs_kv: the creating call stores the memory's keys and values;
+    later calls read them, so they give the full forward's outputs even when handed a
+    memory of zeros (padding of memory row 1 is masked by kv_lengths throughout)."""
+    mha = MultiHeadAttention(num_heads=4, num_kv_heads=kv_heads, rotary=rotary)
+    x, memory, kv_lengths = _x(), _x(t=7, d=24, seed=3), jnp.array([7, 4])
+    params = mha.init(jax.random.key(1), x, memory)["params"]
+    full = mha.apply({"params": params}, x, memory, kv_lengths=kv_lengths)
+    _, state = mha.apply({"params": params}, x[:, :1], memory, kv_lengths=kv_lengths,
+                         decode=True, mutable=["cache"])
+    shape = (B, 7, kv_heads, D // 4)  # [B, S, K, H]
+    assert {k: v.shape for k, v in state["cache"].items()} == {
+        "cached_cross_key": shape, "cached_cross_value": shape}
+    outs = []
+    for t in range(T):  # a rotary query's position is its own; no self cache counts it here
+        y, state = mha.apply({"params": params, **state}, x[:, t:t + 1], jnp.zeros_like(memory),
+                             kv_lengths=kv_lengths, positions=jnp.full((B, 1), t), decode=True,
+                             mutable=["cache"])
+        outs.append(y)
+    np.testing.assert_allclose(jnp.concatenate(outs, axis=1), full, atol=3e-5)
+    with pytest.raises(ValueError, match=r"inputs_kv is \[B, S\] = \[2, 5\].*made for \[2, 7\]"):
+        mha.apply({"params": params, **state}, x[:, :1], memory[:, :5], decode=True,
+                  mutable=["cache"])
+
+
 def test_errors_name_the_parameter():
     with pytest.raises(ValueError, match="num_kv_heads"):
         MultiHeadAttention(num_heads=4, num_kv_heads=3).init(jax.random.key(0), _x())
@@ -125,7 +151,5 @@ def test_errors_name_the_parameter():
         MultiHeadAttention(num_heads=4).init(jax.random.key(0), jnp.zeros((B, D)))
     with pytest.raises(ValueError, match="implementation"):
         MultiHeadAttention(num_heads=4, implementation="flash9").init(jax.random.key(0), _x())
-    with pytest.raises(ValueError, match="decode"):
-        MultiHeadAttention(num_heads=4).init(jax.random.key(0), _x(), _x(), decode=True)
     with pytest.raises(ValueError, match="dropout_rate"):
         MultiHeadAttention(num_heads=4, dropout_rate=1.5).init(jax.random.key(0), _x())

@@ -69,6 +69,14 @@ def test_cached_translation_decoding_equals_full_forward():
     tgt = _ids((B, T), 7)
     full = model.apply({"params": params}, src, tgt, src_lengths=src_lengths)
     state = seq2seq.initial_state(model, params, src, src_lengths, T)
+    # The encoder output's keys and values were projected once, into every layer's cache
+    # (scanned: [B, L, S, K, H]); the steps read them there, never the memory again, so a
+    # memory of zeros decodes the same.
+    cross = jax.tree_util.tree_flatten_with_path(state.cache)[0]
+    assert {jax.tree_util.keystr(p).split("'")[-2] for p, _ in cross} >= {
+        "cached_cross_key", "cached_cross_value", "cached_key", "cache_index"}
+    state = state._replace(memory=state.memory._replace(
+        states=jnp.zeros_like(state.memory.states)))
     step = jax.jit(seq2seq.step_fn_for(model, params))
     for t in range(T):
         logits, state = step(tgt[:, t], state, jnp.int32(t))

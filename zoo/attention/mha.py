@@ -16,6 +16,14 @@ then one token per step. New tokens are written at each sequence's index and
 attend causally (query offset = that index) to everything written so far.
 ``lengths`` lets a batch of right-padded prompts of different lengths advance
 each sequence by its own length.
+
+Cross-attention cache (``decode=True`` with ``inputs_kv``): the keys and values
+of ``inputs_kv`` (the encoder output, which does not change while decoding)
+are projected once, on the call that creates the cache, and stored there as
+'cached_cross_key' / 'cached_cross_value' [B, S, K, H]; every later decoding
+call reads them instead of projecting ``inputs_kv`` again (which it then
+ignores but for its shape), so a decoding step costs the encoder output
+nothing but the attention itself.
 """
 
 from __future__ import annotations
@@ -162,7 +170,8 @@ class MultiHeadAttention(nn.Module):
             cache index onwards when decoding).
           lengths: [B] number of real new tokens per sequence when decoding (default T).
           deterministic: no dropout when True.
-          decode: use and update the KV cache (self-attention only).
+          decode: use and update the KV cache; with ``inputs_kv``, project its keys and
+            values on the call that creates the cache and reuse them after.
           return_weights: also return the [B, N, T, S] attention weights.
 
         Returns:
@@ -180,22 +189,38 @@ class MultiHeadAttention(nn.Module):
         b, t = inputs_q.shape[:2]
 
         q = self._dense(n, h, "heads", "query")(inputs_q)  # [B, T, N, H]
-        k = self._dense(kh, h, "kv_heads", "key")(inputs_kv)  # [B, S, K, H]
-        v = self._dense(kh, h, "kv_heads", "value")(inputs_kv)  # [B, S, K, H]
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
+        cross_cached = decode and not self_attention and self.has_variable(
+            "cache", "cached_cross_key")
+        if cross_cached:  # decoding: the encoder's keys and values were projected once
+            k = self.get_variable("cache", "cached_cross_key")  # [B, S, K, H]
+            v = self.get_variable("cache", "cached_cross_value")
+            if k.shape[:2] != inputs_kv.shape[:2]:
+                raise ValueError(f"inputs_kv is [B, S] = {list(inputs_kv.shape[:2])}, but the "
+                                 f"cross-attention cache was made for {list(k.shape[:2])}: "
+                                 "create the cache again for a new batch")
+        else:
+            k = self._dense(kh, h, "kv_heads", "key")(inputs_kv)  # [B, S, K, H]
+            v = self._dense(kh, h, "kv_heads", "value")(inputs_kv)  # [B, S, K, H]
         k = nn.with_logical_constraint(k, ("batch", "length", "kv_heads", "head_dim"))
         v = nn.with_logical_constraint(v, ("batch", "length", "kv_heads", "head_dim"))
 
         q_offset = 0
         keys_rotated = False  # the cache rotates keys as it stores them
-        if decode:
-            if not self_attention:
-                raise ValueError("decode=True needs self-attention (inputs_kv=None); "
-                                 "cross-attention keys do not change while decoding")
+        if decode and self_attention:
             cache = self._cache(k, v)
             if cache is not None:
                 k, v, q_offset, kv_lengths = self._update_cache(cache, k, v, lengths)
                 keys_rotated = True
+        elif decode:
+            if self.rotary:  # source positions 0..S-1, rotated once as they are stored
+                kv_pos = jnp.broadcast_to(jnp.arange(k.shape[1])[None, :], k.shape[:2])
+                if not cross_cached:
+                    k = apply_rotary(k, kv_pos, max_wavelength=self.rotary_max_wavelength)
+                keys_rotated = True
+            if not cross_cached:
+                self.put_variable("cache", "cached_cross_key", k)
+                self.put_variable("cache", "cached_cross_value", v)
         if self.rotary:
             if positions is None:
                 positions = jnp.arange(t)[None, :] + jnp.reshape(q_offset, (-1, 1))  # [B|1, T]

@@ -212,11 +212,13 @@ class EncoderDecoder(nn.Module):
         return logits
 
     def init_carry(self, memory: EncoderMemory, max_len: int) -> None:
-        """Creates an empty KV cache for ``max_len`` decoding steps (in the 'cache'
-        collection; apply with ``mutable=['cache']``). The carry itself is empty.
+        """Creates the KV cache for ``max_len`` decoding steps (in the 'cache' collection;
+        apply with ``mutable=['cache']``). The carry itself is empty.
 
-        The creating call writes nothing and advances nothing; under jit its
-        forward pass is dead code, so only the zeroed cache is computed."""
+        The self-attention caches start empty (the creating call writes nothing and
+        advances nothing); the cross-attention caches hold every decoder layer's
+        projection of the encoder output, computed here once per sentence instead of
+        at every step. Under jit the rest of the creating forward pass is dead code."""
         tokens = jnp.zeros((memory.states.shape[0], max_len), jnp.int32)  # [B, T]
         self.decoder(tokens, memory.states, memory.lengths, decode=True)
 

@@ -128,7 +128,10 @@ class DecoderLayer(_Layer):
             cross = self._attention("cross_attention", is_causal=False, rotary=False)
 
             def attend(h: Array) -> Array:
-                options = dict(kv_lengths=ctx.memory_lengths, deterministic=self.deterministic)
+                # Decoding: the memory's keys and values are projected once per sentence and
+                # kept in the cache (MultiHeadAttention's cross-attention cache).
+                options = dict(kv_lengths=ctx.memory_lengths, deterministic=self.deterministic,
+                               decode=self.decode)
                 if not self.is_mutable_collection("intermediates"):
                     return cross(h, ctx.memory, **options)
                 # Asked for (EncoderDecoder.cross_attention_weights): keep the alignment.
