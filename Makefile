@@ -4,7 +4,7 @@
 #   make test    ruff + the whole test suite
 #   make data    installs the Debian packages holding the real corpora (needs root or sudo)
 #   make bench   the full benchmark sweeps: attention kernels, training steps, decoding,
-#                each beside its torch peer (results under benchmarks/results/)
+#                translation, each beside its torch peer (results under benchmarks/results/)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -44,6 +44,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/attention.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/translate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
