@@ -161,6 +161,32 @@ def test_wide_beam_equals_brute_force(alpha):
         np.testing.assert_allclose(out.scores[b, 0], best, rtol=1e-5)
 
 
+def test_beam_invariant_leaves_are_never_reordered_and_change_nothing():
+    """A per-example leaf the step only reads (like an encoder's output) decodes the same
+    whether or not it is declared beam-invariant; the reordered leaves still are."""
+    vocab, batch = 5, 3
+    rng = np.random.default_rng(3)
+    log_table = jnp.log(jnp.asarray(rng.dirichlet(np.ones(vocab), size=(vocab, vocab)),
+                                    jnp.float32))
+    bias = jnp.asarray(rng.normal(size=(batch, vocab)), jnp.float32)  # per example
+
+    def step_fn(tokens, state, step):
+        logits = log_table[state["older"], tokens] + state["memory"]  # [B*W, V]
+        return logits, {"older": tokens, "memory": state["memory"]}
+
+    first = jnp.array([BOS, 0, 3], jnp.int32)
+    state = {"older": jnp.zeros((batch,), jnp.int32), "memory": bias}
+    options = dict(beam_size=3, max_len=5, eos_id=EOS, length_penalty=0.6)
+    plain = beam_search(step_fn, state, first, **options)
+    kept = beam_search(step_fn, state, first, **options,
+                       beam_invariant=lambda path: path[0].key == "memory")
+    for a, b in zip(plain, kept, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Declaring the reordered leaf invariant too must change the answer: it is honoured.
+    wrong = beam_search(step_fn, state, first, **options, beam_invariant=lambda path: True)
+    assert not np.array_equal(wrong.scores, plain.scores)
+
+
 def test_beam_lengths_and_padding_follow_eos():
     out = beam_search(bigram_step(LINE), bigram_state(2), _first(), beam_size=3, max_len=6,
                       eos_id=EOS, pad_id=7)

@@ -266,8 +266,15 @@ def _rows_done(b: _Beams, max_len: int, alpha: float) -> jax.Array:
 
 def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_size: int,
                 max_len: int, eos_id: int, length_penalty: float = 0.6,
-                pad_id: int = 0) -> BeamSearchOutput:
-    """The W best hypotheses of every row by GNMT-normalised log-probability."""
+                pad_id: int = 0,
+                beam_invariant: Callable[[tuple], bool] | None = None) -> BeamSearchOutput:
+    """The W best hypotheses of every row by GNMT-normalised log-probability.
+
+    ``beam_invariant(path)`` (optional, over the state's key paths) names the leaves that
+    are the same for every beam of an example and that ``step_fn`` returns unchanged, such
+    as an encoder's output: they are tiled once and never reordered, since reordering
+    would only copy them as they are.
+    """
     first = _check_first_tokens(first_tokens)
     _check_int("beam_size", beam_size, 1)
     _check_common(max_len, eos_id, pad_id)
@@ -277,6 +284,8 @@ def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_si
                          f"got {length_penalty!r}")
     batch, beams, alpha = first.shape[0], beam_size, float(length_penalty)
     _check_state(state, batch)
+    keep = jax.tree_util.tree_map_with_path(  # True: a beam-invariant leaf
+        lambda path, _: bool(beam_invariant is not None and beam_invariant(path)), state)
     neg_inf = jnp.float32(-jnp.inf)
 
     # Only beam 0 is alive at first, so step 0 expands one copy, not W identical ones.
@@ -324,7 +333,8 @@ def beam_search(step_fn: StepFn, state: Any, first_tokens: jax.Array, *, beam_si
             alive_tokens=_gather(seqs, pos),  # [B, W, T]
             alive_logp=alive_logp,
             last=_gather(token, pos),  # [B, W]
-            state=jax.tree.map(lambda x: _reorder(x, _gather(parent, pos)), state),
+            state=jax.tree.map(lambda x, same: x if same else _reorder(x, _gather(parent, pos)),
+                               state, keep),
             done_tokens=done_tokens,  # [B, W, T]
             done_scores=done_scores,
         )

@@ -115,6 +115,15 @@ def initial_state(model: EncoderDecoderModel, params: Any, src: Array, src_lengt
     return DecodeState(memory, carry, dict(cache))
 
 
+def beam_invariant(path: tuple) -> bool:
+    """True for the DecodeState leaves that are the same for every beam of a sentence: the
+    encoder's output and each layer's cached projection of it ('cached_cross_key' /
+    'cached_cross_value'); beam search never reorders them (``zoo.decoding.beam_search``)."""
+    names = [getattr(k, "name", getattr(k, "key", None)) for k in path]
+    return bool(names) and (names[0] == "memory" or any(
+        isinstance(n, str) and n.startswith("cached_cross_") for n in names))
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled(model: EncoderDecoderModel, method: str, max_len: int, bos_id: int,
               options: tuple[tuple[str, Any], ...]):
@@ -122,6 +131,8 @@ def _compiled(model: EncoderDecoderModel, method: str, max_len: int, bos_id: int
         state = initial_state(model, params, src, src_lengths, max_len)
         first = jnp.full(src.shape[:1], bos_id, jnp.int32)  # [B]
         extra = {} if key is None else {"key": key}
+        if method == "beam":
+            extra["beam_invariant"] = beam_invariant
         return decoding.METHODS[method](step_fn_for(model, params), state, first, max_len=max_len,
                                **extra, **dict(options))
 
