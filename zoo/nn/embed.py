@@ -127,6 +127,11 @@ class Embed(nn.Module):
             raise ValueError(f"ids must be 2-D [B, T], got shape {jnp.shape(ids)}")
         check_token_ids(ids, self.num_embeddings)
         table = jnp.asarray(self.embedding, self.dtype)  # [V, D]
+        # The table whole along D where it is used, as FSDP gathers every parameter: a lookup
+        # into a table split along D (FSDP's 'embed') would give rows split along D, which
+        # XLA can only turn into the batch-split activations by rematerialising them in full
+        # ("involuntary full rematerialization"); the vocabulary keeps its own rule.
+        table = nn.with_logical_constraint(table, ("vocab", None))
         x = take_rows(table, ids)  # [B, T, D]
         if self.scale_by_sqrt_dim:
             x = x * jnp.asarray(np.sqrt(self.features), self.dtype)
