@@ -20,7 +20,8 @@ translate.{json,md} under --out.
 zoo decodes with its key/value caches: the decoder's own keys and values grow
 by one position a step, and every layer's projection of the encoder output is
 computed once per sentence (MultiHeadAttention's cross-attention cache) rather
-than at every step.
+than at every step; beam search reorders only what differs between beams (the
+encoder output and its cached projections are left in place).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from common import torch
 from zoo import seq2seq
 from zoo.interop import hf
 
-PAD, EOS = 7999, 0  # Marian's ids: <pad> is the last token, </s> the first
+EOS = 0  # Marian's </s> is the first token, <pad> the last (args.vocab - 1)
 
 
 def marian(args):

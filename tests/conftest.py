@@ -46,9 +46,9 @@ FAST_COMPILE_FLAGS = {
 _flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join(
     [_flags] + [f"--{k}={v}" for k, v in FAST_COMPILE_FLAGS.items() if k not in _flags]).strip()
-# One OpenMP thread for torch (the interop tests and the benchmarks' peers, in subprocesses
-# that inherit this): the suite already runs one xdist worker per core, and torch's OpenMP
-# threads spin while they wait for a busy core.
+# One OpenMP thread for torch (the interop tests and the benchmarks' peers, here and in
+# subprocesses, which inherit this): the suite already runs one xdist worker per core, and
+# torch's OpenMP threads spin while they wait for a busy core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import jax  # noqa: E402

@@ -4,9 +4,9 @@ One device a process is the usual multi-host layout (one accelerator a host)
 and the cheapest to compile for. The first test trains the tiny date config on a
 global (data 1, fsdp 2) mesh, so every parameter is split across the two
 processes; it evaluates on those parameters, saves a checkpoint written by both
-processes together, then resumes it in one process (the test's own) on 2 devices. The second
-kills one process mid-run and checks that the survivor exits with an error
-instead of hanging. Every wait is bounded; leftover processes are killed.
+processes together, then resumes it in one process (the test's own) on 2 devices.
+The second kills one process mid-run and checks that the survivor exits with an
+error instead of hanging. Every wait is bounded; leftover processes are killed.
 """
 
 import contextlib

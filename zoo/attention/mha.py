@@ -212,15 +212,14 @@ class MultiHeadAttention(nn.Module):
             if cache is not None:
                 k, v, q_offset, kv_lengths = self._update_cache(cache, k, v, lengths)
                 keys_rotated = True
-        elif decode:
-            if self.rotary:  # source positions 0..S-1, rotated once as they are stored
-                kv_pos = jnp.broadcast_to(jnp.arange(k.shape[1])[None, :], k.shape[:2])
-                if not cross_cached:
-                    k = apply_rotary(k, kv_pos, max_wavelength=self.rotary_max_wavelength)
-                keys_rotated = True
+        elif decode:  # cross-attention: keys are stored rotated (source positions 0..S-1)
             if not cross_cached:
+                if self.rotary:
+                    kv_pos = jnp.broadcast_to(jnp.arange(k.shape[1])[None, :], k.shape[:2])
+                    k = apply_rotary(k, kv_pos, max_wavelength=self.rotary_max_wavelength)
                 self.put_variable("cache", "cached_cross_key", k)
                 self.put_variable("cache", "cached_cross_value", v)
+            keys_rotated = True
         if self.rotary:
             if positions is None:
                 positions = jnp.arange(t)[None, :] + jnp.reshape(q_offset, (-1, 1))  # [B|1, T]
