@@ -67,6 +67,9 @@ flags.DEFINE_float("length_penalty", None, "With --translate or --eval_only: the
                    "penalty.")
 flags.DEFINE_integer("max_len", None, "With --translate or --eval_only: the longest "
                      "translation in tokens.")
+flags.DEFINE_integer("average", 1, "With --translate or --eval_only: use the mean parameters "
+                     "of this many saved steps (checkpoint averaging), ranked as --checkpoint "
+                     "ranks them; 1: one step.")
 # Scoring a finished (or running) encoder-decoder on a whole split instead of training.
 flags.DEFINE_bool("eval_only", False, "Translate every source of --split of the run's dataset "
                   "with the --checkpoint step of --workdir and score it (sacreBLEU, chrF, BLEU "
@@ -131,10 +134,12 @@ def _translate(sentences):
     try:
         out = translate(FLAGS.workdir, sentences, beam_size=FLAGS.beam_size,
                         length_penalty=FLAGS.length_penalty, max_len=FLAGS.max_len,
-                        config=FLAGS.config)
+                        average=FLAGS.average, config=FLAGS.config)
     except ValueError as err:  # a wrong workdir or argument: the message says what to do
         raise SystemExit(f"train.py --translate: {err}") from err
-    print(f"translations by step {out.step} of {FLAGS.workdir}", file=sys.stderr)
+    which = (f"step {out.step}" if len(out.steps) < 2
+             else f"the mean of steps {', '.join(map(str, out.steps))}")
+    print(f"translations by {which} of {FLAGS.workdir}", file=sys.stderr)
     for text in out.texts:  # one line each, in input order: pipes back into files
         print(text)
 
@@ -143,15 +148,19 @@ def _eval_only():
     try:
         result = evaluate_split(FLAGS.workdir, split=FLAGS.split, checkpoint=FLAGS.checkpoint,
                                 beam_size=FLAGS.beam_size, length_penalty=FLAGS.length_penalty,
-                                max_len=FLAGS.max_len, config=FLAGS.config)
+                                max_len=FLAGS.max_len, average=FLAGS.average,
+                                config=FLAGS.config)
     except ValueError as err:  # a wrong workdir, split or argument: the message says what to do
         raise SystemExit(f"train.py --eval_only: {err}") from err
     path = save_evaluation(FLAGS.workdir, result)
-    print(f"{FLAGS.split} split of {FLAGS.workdir}, {result['checkpoint']} step "
-          f"{result['step']}, {result['num_sentences']} sentences:")
+    steps = result["steps"]
+    which = (f"step {steps[0]}" if len(steps) == 1
+             else f"mean of {len(steps)} steps {', '.join(map(str, steps))}")
+    print(f"{FLAGS.split} split of {FLAGS.workdir}, {result['checkpoint']} {which}, "
+          f"{result['num_sentences']} sentences:")
     for key, value in result.items():
-        if key not in ("step", "checkpoint", "split", "num_sentences", "sources", "references",
-                       "hypotheses"):
+        if key not in ("step", "steps", "checkpoint", "split", "num_sentences", "sources",
+                       "references", "hypotheses"):
             print(f"  {key}: {round(value, 2) if isinstance(value, float) else value}")
     print(f"written to {path} (and the translations to {path[:-5]}.txt)")
 

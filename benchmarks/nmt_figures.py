@@ -191,7 +191,7 @@ def main():
             index = pick_sentence(sources) if args.sentence is None else args.sentence
             sentence = sources[index]
         checkpoint = test.get("checkpoint", "best")
-        params = restore_for_inference(workdir, config, best=checkpoint == "best")[-1]
+        params = restore_for_inference(workdir, config, best=checkpoint == "best").params
         runs[name] = {
             "workdir": workdir, "test": test,
             "curves": curves(workdir, config.train.num_train_steps),

@@ -17,13 +17,14 @@ The suite compiles thousands of small programs and runs most of them once or a
 few times, so compiling is most of its time. XLA's CPU backend is told to
 compile fast rather than run fast (``FAST_COMPILE_FLAGS``): no LLVM
 optimisation passes, the older elemental emitters for fusions instead of the
-newer MLIR ones, and one code-generation thread (the two xdist workers already
-use both cores). Together they cut compile times about threefold on small
-programs. XLA's own graph passes (fusion, layouts) still run; values can differ
-from the default build in the last bits (other code for exp or tanh), which
-every tolerance here allows, and every comparison of two runs compiles both with
-the same flags. The benchmarks, run by hand, keep the default flags; their smoke
-tests (tests/benchmarks) only check that they run.
+newer MLIR ones, and one code-generation thread (the xdist workers, one more
+than there are cores, already use them all). Together they cut compile times
+about threefold on small programs. XLA's own graph passes (fusion, layouts)
+still run; values can differ from the default build in the last bits (other
+code for exp or tanh), which every tolerance here allows, and every comparison
+of two runs compiles both with the same flags. The benchmarks, run by hand,
+keep the default flags; their smoke tests (tests/benchmarks) only check that
+they run.
 """
 
 import os
@@ -47,8 +48,8 @@ _flags = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join(
     [_flags] + [f"--{k}={v}" for k, v in FAST_COMPILE_FLAGS.items() if k not in _flags]).strip()
 # One OpenMP thread for torch (the interop tests and the benchmarks' peers, here and in
-# subprocesses, which inherit this): the suite already runs one xdist worker per core, and
-# torch's OpenMP threads spin while they wait for a busy core.
+# subprocesses, which inherit this): the suite already runs more xdist workers than cores,
+# and torch's OpenMP threads spin while they wait for a busy core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import jax  # noqa: E402

@@ -250,6 +250,44 @@ def test_read_latest_by_best_metric_takes_the_best_step_that_restores(tmp_path):
     assert not os.path.exists(str(directory) + ".corrupt")
 
 
+@_orbax_failed_read
+def test_read_average_is_the_mean_of_the_newest_or_best_steps_that_restore(tmp_path):
+    directory = tmp_path / "other"
+    ckpt = checkpoints.Checkpointer(str(directory), max_to_keep=5, best_metric="bleu",
+                                    async_save=False)
+    params = {}
+    for step, bleu in [(1, 3.0), (2, 9.0), (3, 5.0), (4, 1.0), (5, 2.0)]:
+        params[step] = _state(scale=float(step) ** 2).params  # steps 1..5: scales 1, 4, .. 25
+        ckpt.save(step, _state(scale=float(step) ** 2), metrics={"bleu": bleu})
+    ckpt.close()
+    target = checkpoints.abstract_like(_state())
+
+    def mean_of(steps):  # the reference: NumPy, float64
+        return jax.tree.map(lambda *xs: np.mean(np.stack(xs).astype(np.float64), axis=0),
+                            *[jax.device_get(params[s]) for s in steps])
+
+    def assert_mean(averaged, steps):
+        assert averaged.steps == tuple(steps)
+        jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-6),
+                     jax.device_get(averaged.params), mean_of(steps))
+        assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(averaged.params))
+
+    assert_mean(checkpoints.read_average(str(directory), target, 3), [5, 4, 3])
+    assert_mean(checkpoints.read_average(str(directory), target, 2, best_metric="bleu"), [2, 3])
+    assert_mean(checkpoints.read_average(str(directory), target, 1), [5])
+    assert_mean(checkpoints.read_average(str(directory), target, 9), [5, 4, 3, 2, 1])  # all
+    _corrupt_arrays(directory / "4")  # an unreadable step is skipped, not counted, not moved
+    before = _fingerprint(directory)
+    assert_mean(checkpoints.read_average(str(directory), target, 3), [5, 3, 2])
+    assert _fingerprint(directory) == before
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="count .* must be an integer >= 1"):
+            checkpoints.read_average(str(directory), target, bad)
+    assert checkpoints.read_average(str(tmp_path / "missing"), target, 2) is None
+    with pytest.raises(checkpoints.CheckpointMismatchError):
+        checkpoints.read_average(str(directory), _state(kernel_shape=(5, 3)), 2)
+
+
 def test_read_latest_mismatch_raises_and_moves_nothing(tmp_path):
     directory = tmp_path / "other"
     _save(directory, [1, 2])

@@ -438,24 +438,35 @@ def test_eval_only_scores_a_whole_split_from_the_best_checkpoint(finished_run):
     assert latest["sources"] == result["sources"][:5]
     assert latest["hypotheses"] == translate(str(finished_run), latest["sources"],
                                              beam_size=1).texts
+    # Checkpoint averaging: the run keeps steps 3 and 6; the newest two are averaged.
+    averaged = evaluate_split(str(finished_run), split="test[:5]", checkpoint="latest",
+                              beam_size=1, average=2)
+    assert averaged["steps"] == [6, 3] and latest["steps"] == [6]
+    assert averaged["hypotheses"] == translate(str(finished_run), latest["sources"], beam_size=1,
+                                               average=2).texts
+    assert translate(str(finished_run), SOURCES[:1], average=5).steps == (6, 3)  # all there are
     with pytest.raises(ValueError, match="checkpoint must be 'best' or 'latest'"):
         evaluate_split(str(finished_run), checkpoint="newest")
+    with pytest.raises(ValueError, match="average must be a positive int"):
+        evaluate_split(str(finished_run), average=0)
     assert _fingerprint(finished_run) == before  # reading only
 
 
 def test_the_command_line_evaluates_and_writes_the_scores(finished_run, tmp_path):
     run = _copy_of(finished_run, tmp_path / "run")
     cmd = ["--workdir", run, "--eval_only", "--split", "validation", "--checkpoint", "latest",
-           "--beam_size", "2"]
+           "--average", "2", "--beam_size", "2"]
     proc = train_py(*cmd)
     assert proc.returncode == 0, proc.stderr
     assert "validation split" in proc.stdout and "exact_match" in proc.stdout
+    assert "latest mean of 2 steps 6, 3" in proc.stdout
     [written] = [f for f in os.listdir(run / "eval") if f.endswith(".json")]
-    assert written == "validation_step6_beam2_lp0.6.json"
+    assert written == "validation_step6_avg2_beam2_lp0.6.json"
     scores = json.load(open(run / "eval" / written))
     assert scores["num_sentences"] == 32 and scores["beam_size"] == 2
+    assert scores["steps"] == [6, 3]
     assert len(open(run / "eval" / written.replace(".json", ".txt")).readlines()) == 32
-    wrong = train_py(*cmd[:-6], "--split", "nope")
+    wrong = train_py(*cmd[:-8], "--split", "nope")
     assert wrong.returncode == 1 and "train.py --eval_only:" in wrong.stderr
 
 

@@ -48,16 +48,28 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return config_lib.validate(ml_collections.ConfigDict(json.load(f)))
 
 
-def restore_for_inference(workdir: str, config: ml_collections.ConfigDict, *,
-                          best: bool = False):
-    """(family, data, model, step, params) of a run's newest checkpoint that restores, on one
-    device -- or, with ``best``, of the step whose evaluation was best by the run's
-    ``train.best_metric``. Only reads the run's folder: safe beside a running job.
+class Inference(NamedTuple):
+    family: object  # zoo.train.families' handler of the run's config.family
+    data: object  # the run's data pipeline: tokenizers, vocabulary, scoring
+    model: nn.Module
+    step: int  # the restored step; with averaging, the first of ``steps``
+    params: object
+    steps: tuple[int, ...]  # the steps whose parameters ``params`` are (one, or the averaged)
 
-    Raises ValueError when there is no checkpoint that restores, and
-    ``CheckpointMismatchError`` (a ValueError) when the newest one does not fit
+
+def restore_for_inference(workdir: str, config: ml_collections.ConfigDict, *,
+                          best: bool = False, average: int = 1) -> Inference:
+    """The model and parameters of a run's newest checkpoint that restores, on one device --
+    or, with ``best``, of the step whose evaluation was best by the run's
+    ``train.best_metric``. With ``average`` > 1 the parameters are the mean of that
+    many saved steps, the newest (or the best) first: checkpoint averaging. Only
+    reads the run's folder: safe beside a running job.
+
+    Raises ValueError when there is no checkpoint that restores or ``average`` < 1,
+    and ``CheckpointMismatchError`` (a ValueError) when the newest one does not fit
     ``config``'s model.
     """
+    check_positive(average=average)
     folder = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(folder):
         raise ValueError(f"no checkpoint in {workdir!r} (no checkpoints/ folder); train first "
@@ -71,13 +83,17 @@ def restore_for_inference(workdir: str, config: ml_collections.ConfigDict, *,
                               jax.random.PRNGKey(config.seed))
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           abstract)
-    restored = checkpoints.read_latest(
-        folder, target, best_metric=config.train.best_metric if best else None,
-        best_mode=config.train.best_mode)
+    order = {"best_metric": config.train.best_metric if best else None,
+             "best_mode": config.train.best_mode}
+    if average == 1:
+        one = checkpoints.read_latest(folder, target, **order)
+        restored = None if one is None else checkpoints.Averaged((one.step,), one.state.params)
+    else:
+        restored = checkpoints.read_average(folder, target, average, **order)
     if restored is None:
         raise ValueError(f"no checkpoint in {folder!r} restores; train first (python train.py "
                          "--config ... --workdir ...)")
-    return family, data, model, restored.step, restored.state.params
+    return Inference(family, data, model, restored.steps[0], restored.params, restored.steps)
 
 
 def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_samples: int = 1,
@@ -109,7 +125,7 @@ def sample_from_checkpoint(workdir: str, prompts: Sequence[str] = ("",), *, num_
     check_positive(num_samples=num_samples)
     max_new_tokens = config.eval.max_decode_len if max_new_tokens is None else max_new_tokens
     check_positive(max_new_tokens=max_new_tokens)
-    _, data, model, step, params = restore_for_inference(workdir, config)
+    _, data, model, step, params, _ = restore_for_inference(workdir, config)
 
     rows = [[BOS_ID, *data.tokenizer.encode(p)] for p in prompts for _ in range(num_samples)]
     lengths = np.asarray([len(r) for r in rows], np.int32)  # [B]

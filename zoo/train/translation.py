@@ -37,14 +37,15 @@ from zoo.train.sample import load_config, restore_for_inference
 
 
 class Translations(NamedTuple):
-    step: int  # the checkpoint's step
+    step: int  # the checkpoint's step (the newest one, when averaged)
     sources: list[str]
     texts: list[str]  # texts[i]: the best hypothesis for sources[i]
+    steps: tuple[int, ...] = ()  # every step whose parameters were averaged
 
 
 def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None = None,
               length_penalty: float | None = None, max_len: int | None = None,
-              batch_size: int = 64,
+              batch_size: int = 64, average: int = 1,
               config: ml_collections.ConfigDict | None = None) -> Translations:
     """The best translation of each of ``sentences`` by the newest good checkpoint of ``workdir``.
 
@@ -55,6 +56,8 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
       length_penalty: the beam's length penalty alpha; default: the run's.
       max_len: the longest translation in tokens; default: the run's eval.max_decode_len.
       batch_size: sentences decoded at once.
+      average: translate with the mean parameters of this many newest saved steps
+        (checkpoint averaging; 1: the newest step alone).
       config: the run's config; default: ``<workdir>/config.json``.
 
     Raises:
@@ -69,15 +72,15 @@ def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None =
         raise ValueError(f"sentences must be non-empty strings; entry {blank[0]} is "
                          f"{sentences[blank[0]]!r}")
     check_positive(batch_size=batch_size)
-    _, family, data, model, step, params = _restore(workdir, config, "latest", beam_size,
-                                                    length_penalty, max_len)
+    _, family, data, model, step, params, steps = _restore(workdir, config, "latest", average,
+                                                           beam_size, length_penalty, max_len)
     texts = _translate(family, data, model, params, sentences, batch_size)
-    return Translations(int(step), sentences, texts)
+    return Translations(int(step), sentences, texts, tuple(int(s) for s in steps))
 
 
 def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best",
                    beam_size: int | None = None, length_penalty: float | None = None,
-                   max_len: int | None = None, batch_size: int = 64,
+                   max_len: int | None = None, batch_size: int = 64, average: int = 1,
                    config: ml_collections.ConfigDict | None = None) -> dict:
     """Translates every source of a split of the run's dataset and scores it against the raw
     reference texts: sacreBLEU and chrF with their signatures, BLEU by source-length third.
@@ -91,10 +94,14 @@ def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best
       beam_size, length_penalty, max_len: override the run's eval search, as in
         :func:`translate`.
       batch_size: sentences decoded at once.
+      average: score the mean parameters of this many saved steps, ranked as
+        ``checkpoint`` ranks them (the best, or the newest, first): checkpoint
+        averaging. 1: the one step.
       config: the run's config; default: ``<workdir>/config.json``.
 
     Returns:
-      The scores plus ``step``, ``checkpoint``, ``split``, ``num_sentences``, the
+      The scores plus ``step`` (the first of ``steps``), ``steps`` (the averaged
+      steps), ``checkpoint``, ``split``, ``num_sentences``, the
       search (``method``, ``beam_size``, ``length_penalty``, ``max_decode_len``),
       ``sources``, ``references`` and ``hypotheses``.
 
@@ -102,14 +109,15 @@ def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best
       ValueError: as :func:`translate`; also an unknown ``checkpoint`` or an empty split.
     """
     check_positive(batch_size=batch_size)
-    config, family, data, model, step, params = _restore(workdir, config, checkpoint, beam_size,
-                                                         length_penalty, max_len)
+    config, family, data, model, step, params, steps = _restore(
+        workdir, config, checkpoint, average, beam_size, length_penalty, max_len)
     sources, references = data_lib.split_texts(config, workdir, split)
     if not sources:
         raise ValueError(f"split {split!r} of {config.data.dataset!r} has no sentences")
     hypotheses = _translate(family, data, model, params, sources, batch_size)
     ev = config.eval
-    result = {"step": int(step), "checkpoint": checkpoint, "split": split,
+    result = {"step": int(step), "steps": [int(s) for s in steps], "checkpoint": checkpoint,
+              "split": split,
               "num_sentences": len(sources), "method": ev.method,
               "beam_size": ev.beam_size if ev.method == "beam" else 1,
               "length_penalty": ev.length_penalty, "max_decode_len": ev.max_decode_len}
@@ -120,14 +128,17 @@ def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best
 
 def save_evaluation(workdir: str, result: dict) -> str:
     """Writes an :func:`evaluate_split` result to ``<workdir>/eval/``: the scores as
-    ``<split>_step<N>_beam<B>_lp<alpha>.json`` and the translations, one a line, beside it
+    ``<split>_step<N>[_avg<K>]_beam<B>_lp<alpha>.json`` and the translations, one a line, beside it
     as ``.txt``. Returns the JSON's path."""
     result = dict(result)
     texts = {k: result.pop(k) for k in ("sources", "references", "hypotheses") if k in result}
     folder = os.path.join(workdir, "eval")
     os.makedirs(folder, exist_ok=True)
     split = re.sub(r"[^A-Za-z0-9.-]+", "_", result["split"]).strip("_")  # test[:9] -> test_9
-    name = f"{split}_step{result['step']}_beam{result['beam_size']}_lp{result['length_penalty']:g}"
+    steps = result.get("steps", [result["step"]])
+    averaged = f"_avg{len(steps)}" if len(steps) > 1 else ""
+    name = (f"{split}_step{result['step']}{averaged}_beam{result['beam_size']}"
+            f"_lp{result['length_penalty']:g}")
     with open(os.path.join(folder, name + ".json"), "w") as f:
         json.dump(result, f, indent=1)
     if "hypotheses" in texts:
@@ -162,8 +173,8 @@ def align(workdir: str, sentence: str, *, checkpoint: str = "latest",
     """
     if not isinstance(sentence, str) or not sentence.strip():
         raise ValueError(f"sentence must be a non-empty string, got {sentence!r}")
-    config, family, data, model, step, params = _restore(workdir, config, checkpoint, beam_size,
-                                                         length_penalty, max_len)
+    config, family, data, model, step, params, _ = _restore(workdir, config, checkpoint, 1,
+                                                            beam_size, length_penalty, max_len)
     src, lengths = pad(_source_ids(data, [sentence], config.data.max_src_len))  # [1, S], [1]
     tokens = family.decode(model, params, src, lengths)  # [1, T]
     drawn = family.alignments(model, params, data, src, lengths, tokens)
@@ -174,9 +185,11 @@ def align(workdir: str, sentence: str, *, checkpoint: str = "latest",
     return Alignment(int(step), source, output, data.detokenize(tokens[0]), weights)
 
 
-def _restore(workdir: str, config, checkpoint: str, beam_size, length_penalty, max_len):
-    """(config with the search overrides, family, data, model, step, params) of an
-    encoder-decoder run's ``checkpoint`` ('best' or 'latest') step."""
+def _restore(workdir: str, config, checkpoint: str, average: int, beam_size, length_penalty,
+             max_len):
+    """(config with the search overrides, family, data, model, step, params, steps) of an
+    encoder-decoder run's ``checkpoint`` ('best' or 'latest') step, or of the mean of
+    ``average`` steps ranked that way."""
     if checkpoint not in ("best", "latest"):
         raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
     config = load_config(workdir) if config is None else config_lib.validate(config)
@@ -184,9 +197,9 @@ def _restore(workdir: str, config, checkpoint: str, beam_size, length_penalty, m
         raise ValueError(f"translating needs an encoder-decoder (config family 'seq2seq'); the "
                          f"run in {workdir!r} has family {config.family!r}")
     config = _with_search(config, beam_size, length_penalty, max_len)
-    family, data, model, step, params = restore_for_inference(workdir, config,
-                                                              best=checkpoint == "best")
-    return config, family, data, model, step, params
+    family, data, model, step, params, steps = restore_for_inference(
+        workdir, config, best=checkpoint == "best", average=average)
+    return config, family, data, model, step, params, steps
 
 
 def _source_ids(data, sentences: list[str], limit: int) -> list[list[int]]:
