@@ -1,7 +1,8 @@
 # The commands a user needs. Each creates .venv on first use and installs the
 # package (with dev extras) into it; nothing else has to be set up by hand.
 #   make train   the default main job (attention seq2seq on date normalisation, CPU, minutes)
-#   make test    ruff + the whole test suite
+#   make test    ruff + the test suite but for the tests marked slow (the 8-minute loop)
+#   make test-all  ruff + every test, the slow ones too (what CI runs)
 #   make data    installs the Debian packages holding the real corpora (needs root or sudo)
 #   make bench   the full benchmark sweeps: attention kernels, training steps, decoding,
 #                translation, each beside its torch peer (results under benchmarks/results/)
@@ -17,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # while they wait (9.4 against 10.0 min on 2 cores, 2026-12-03).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
-.PHONY: train test lint data bench clean
+.PHONY: train test test-all lint data bench clean
 
 # --no-compile, then tools/byte_compile.py: bytecode for the modules the commands import
 # only, instead of pip compiling every file of every package (half the install's time).
@@ -32,6 +33,10 @@ train: $(STAMP)
 	$(PY) train.py --config configs/date_seq2seq.py --workdir $(WORKDIR)
 
 test: $(STAMP)
+	$(PY) -m ruff check zoo tests benchmarks configs tools train.py
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+
+test-all: $(STAMP)
 	$(PY) -m ruff check zoo tests benchmarks configs tools train.py
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile tests
 

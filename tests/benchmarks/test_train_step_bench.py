@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
 from quick import run_quick
+
+pytestmark = pytest.mark.slow  # a whole benchmark sweep, if a small one: make test-all
 
 
 def test_quick_sweep_writes_results(tmp_path):

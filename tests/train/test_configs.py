@@ -98,7 +98,7 @@ def test_the_runs_trained_elsewhere_are_checked_there(name):
 ES_EN = [name for name in CONFIGS if name.startswith("nmt_es_en:")]
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(p))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow, *_skip_without(p)])
                                   for n, p in CONFIGS.items() if n not in ES_EN])
 def test_tiny_variant_trains(name, tmp_path, shared_data_dir):
     check_tiny_run(name, tmp_path, shared_data_dir)

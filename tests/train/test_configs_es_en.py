@@ -8,7 +8,8 @@ import pytest
 from test_configs import CONFIGS, ES_EN, _skip_without, check_tiny_run
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_skip_without(CONFIGS[n]))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow,
+                                                        *_skip_without(CONFIGS[n])])
                                   for n in ES_EN])
 def test_tiny_variant_trains(name, tmp_path, shared_data_dir):
     check_tiny_run(name, tmp_path, shared_data_dir)

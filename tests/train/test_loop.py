@@ -183,6 +183,7 @@ def _run_cli(workdir, *flags, timeout=300):
                             text=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_parameters(finished_run, tmp_path):
     """SIGKILL mid-run, restart with the same command: same params as an uninterrupted run.
 

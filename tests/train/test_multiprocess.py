@@ -28,6 +28,8 @@ sys.path.insert(0, ROOT)
 
 from configs import date_seq2seq  # noqa: E402
 
+pytestmark = pytest.mark.slow  # processes of their own: make test-all (CI) runs them
+
 CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
 # A constant learning rate keeps the run length out of the compiled step, so both tests'
 # processes load the step the first one compiled from XLA's cache (tests/conftest.py). The
