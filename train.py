@@ -137,11 +137,16 @@ def _translate(sentences):
                         average=FLAGS.average, config=FLAGS.config)
     except ValueError as err:  # a wrong workdir or argument: the message says what to do
         raise SystemExit(f"train.py --translate: {err}") from err
-    which = (f"step {out.step}" if len(out.steps) < 2
-             else f"the mean of steps {', '.join(map(str, out.steps))}")
-    print(f"translations by {which} of {FLAGS.workdir}", file=sys.stderr)
+    print(f"translations by {_which(out.steps)} of {FLAGS.workdir}", file=sys.stderr)
     for text in out.texts:  # one line each, in input order: pipes back into files
         print(text)
+
+
+def _which(steps) -> str:
+    """'step 6', or 'mean of 2 steps 6, 3' for averaged checkpoints."""
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    return f"mean of {len(steps)} steps {', '.join(map(str, steps))}"
 
 
 def _eval_only():
@@ -153,10 +158,8 @@ def _eval_only():
     except ValueError as err:  # a wrong workdir, split or argument: the message says what to do
         raise SystemExit(f"train.py --eval_only: {err}") from err
     path = save_evaluation(FLAGS.workdir, result)
-    steps = result["steps"]
-    which = (f"step {steps[0]}" if len(steps) == 1
-             else f"mean of {len(steps)} steps {', '.join(map(str, steps))}")
-    print(f"{FLAGS.split} split of {FLAGS.workdir}, {result['checkpoint']} {which}, "
+    print(f"{FLAGS.split} split of {FLAGS.workdir}, {result['checkpoint']} "
+          f"{_which(result['steps'])}, "
           f"{result['num_sentences']} sentences:")
     for key, value in result.items():
         if key not in ("step", "steps", "checkpoint", "split", "num_sentences", "sources",

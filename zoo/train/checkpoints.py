@@ -25,6 +25,7 @@ is compared with the target:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -207,16 +208,11 @@ def read_latest(directory: str, target_state, *, best_metric: str | None = None,
         model/optimizer structure.
     """
     directory = os.path.abspath(directory)
-    if not os.path.isdir(directory):
-        return None
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-    manager = ocp.CheckpointManager(directory, options=options,
-                                    handler_registry=_handler_registry())
-    try:
+    with _read_only_manager(directory) as manager:
+        if manager is None:
+            return None
         order = None if best_metric is None else _best_first(manager, best_metric, best_mode)
         return _walk_back(manager, directory, target_state, move_aside=None, order=order)
-    finally:
-        manager.close()
 
 
 class Averaged(NamedTuple):
@@ -246,12 +242,9 @@ def read_average(directory: str, target_state, count: int, *, best_metric: str |
         raise ValueError(f"count (the checkpoints to average) must be an integer >= 1, "
                          f"got {count!r}")
     directory = os.path.abspath(directory)
-    if not os.path.isdir(directory):
-        return None
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-    manager = ocp.CheckpointManager(directory, options=options,
-                                    handler_registry=_handler_registry())
-    try:
+    with _read_only_manager(directory) as manager:
+        if manager is None:
+            return None
         order = (sorted(manager.all_steps(), reverse=True) if best_metric is None
                  else _best_first(manager, best_metric, best_mode))
         steps, total = [], None
@@ -264,13 +257,26 @@ def read_average(directory: str, target_state, count: int, *, best_metric: str |
             total = params if total is None else jax.tree.map(np.add, total, params)
             steps.append(restored.step)
             like = restored.state.params  # the dtypes and shardings of the result
-    finally:
-        manager.close()
     if not steps:
         return None
     mean = jax.tree.map(lambda t, x: jax.device_put((t / len(steps)).astype(x.dtype), x.sharding),
                         total, like)
     return Averaged(tuple(steps), mean)
+
+
+@contextlib.contextmanager
+def _read_only_manager(directory: str):
+    """A manager that only reads ``directory`` (None if it does not exist), closed after."""
+    if not os.path.isdir(directory):
+        yield None
+        return
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    manager = ocp.CheckpointManager(directory, options=options,
+                                    handler_registry=_handler_registry())
+    try:
+        yield manager
+    finally:
+        manager.close()
 
 
 def _best_first(manager: ocp.CheckpointManager, metric: str, mode: str) -> list[int]:

@@ -40,7 +40,7 @@ class Translations(NamedTuple):
     step: int  # the checkpoint's step (the newest one, when averaged)
     sources: list[str]
     texts: list[str]  # texts[i]: the best hypothesis for sources[i]
-    steps: tuple[int, ...] = ()  # every step whose parameters were averaged
+    steps: tuple[int, ...]  # every step whose parameters were used (several: averaged)
 
 
 def translate(workdir: str, sentences: Sequence[str], *, beam_size: int | None = None,
@@ -117,8 +117,7 @@ def evaluate_split(workdir: str, *, split: str = "test", checkpoint: str = "best
     hypotheses = _translate(family, data, model, params, sources, batch_size)
     ev = config.eval
     result = {"step": int(step), "steps": [int(s) for s in steps], "checkpoint": checkpoint,
-              "split": split,
-              "num_sentences": len(sources), "method": ev.method,
+              "split": split, "num_sentences": len(sources), "method": ev.method,
               "beam_size": ev.beam_size if ev.method == "beam" else 1,
               "length_penalty": ev.length_penalty, "max_decode_len": ev.max_decode_len}
     result.update(data.score(hypotheses, references, sources))
