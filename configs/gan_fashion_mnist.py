@@ -1,12 +1,24 @@
-"""DCGAN on Fashion-MNIST (Debian dataset-fashion-mnist), non-saturating loss.
+"""DCGAN on Fashion-MNIST (Debian dataset-fashion-mnist), with the fixes that stop its collapse.
 
-The preset ``gan_dcgan_fashion_mnist`` (Z = 64; G: dense to 7x7x64, two
-stride-2 transposed convolutions with layer norm; D: two stride-2 convolutions,
-leaky ReLU) on the 60k training images scaled to [-1, 1], Adam(2e-4, b1=0.5)
-for both networks as in the DCGAN paper. Each evaluation writes the samples of
-one fixed noise batch to <workdir>/images/gan_samples_step{N}.png and reports
-the discriminator's mean probability "real" on held-out test images and on
-fresh fakes. The default run is sized for about 4 minutes of 2 CPU cores.
+The preset ``gan_dcgan_fashion_mnist`` (Z = 64; G: dense to 7x7x64, two upsamplings
+with layer norm; D: two stride-2 convolutions, leaky ReLU) trained with the
+well-known remedies for the mode collapse the plain DCGAN recipe showed here
+(samples mostly tops, with a checkerboard texture; benchmarks/generative.py):
+
+- G upsamples by nearest resizing + a 3x3 convolution, not transposed
+  convolutions, whose uneven overlap draws checkerboards (Odena et al. 2016);
+- D's kernels are spectrally normalised (Miyato et al. 2018), with the hinge loss;
+- two time-scale updates (Heusel et al. 2017): D learns at 4e-4, G at 1e-4;
+- more steps: 6,000 of 64 images.
+
+Each evaluation writes the samples of one fixed noise batch to
+<workdir>/images/gan_samples_step{N}.png and reports the discriminator's mean
+probability "real" on held-out test images and on fresh fakes. The plain DCGAN
+recipe is this config with ``--config.model.upsample=transpose
+--config.model.spectral_norm=False --config.model.loss=non_saturating
+--config.optim.learning_rate=2e-4 --config.optim.d_lr_ratio=1
+--config.train.num_train_steps=3500``. The default run is sized for about 10
+minutes of 2 CPU cores.
 
     make data   # once: installs dataset-fashion-mnist
     python train.py --config configs/gan_fashion_mnist.py --workdir runs/gan
@@ -25,11 +37,15 @@ def get_config(arg: str | None = None):
     c.data.batch_size = 64
     c.data.eval_batch_size = 500
     c.data.num_eval = 2000
-    dcgan_optimizer(c, learning_rate=2e-4)
-    c.train.num_train_steps = 3500
-    c.train.log_every = 100
-    c.train.eval_every = 500
-    c.train.checkpoint_every = 500
+    c.model.upsample = "resize"
+    c.model.spectral_norm = True
+    c.model.loss = "hinge"
+    dcgan_optimizer(c, learning_rate=1e-4)  # the generator's
+    c.optim.d_lr_ratio = 4.0  # the discriminator's: 4e-4
+    c.train.num_train_steps = 6000
+    c.train.log_every = 200
+    c.train.eval_every = 2000
+    c.train.checkpoint_every = 2000
     c.train.best_metric = ""  # no metric says which GAN step is best
     if arg == "tiny":
         c.model.name = "gan_dcgan_tiny"

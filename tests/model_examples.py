@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo import registry
-from zoo.generative import GAN, VAE
+from zoo.generative import DDPM, EBM, GAN, VAE, Classifier, PixelCNN, RealNVP
 from zoo.rnn import Seq2Seq
 from zoo.transformer import DecoderLM, EncoderDecoder
 
@@ -32,6 +32,12 @@ def example_inputs(model) -> tuple[tuple, dict]:
         VAE: lambda: ((jnp.zeros((b, *model.config.data_shape)), jax.random.key(0)), {}),
         GAN: lambda: ((jnp.zeros((b, model.config.latent_dim)),
                        jnp.zeros((b, *model.config.data_shape))), {}),
+        EBM: lambda: ((jnp.zeros((b, *model.config.data_shape)),), {}),
+        RealNVP: lambda: ((jnp.full((b, *model.config.data_shape), 0.5),), {}),
+        Classifier: lambda: ((jnp.zeros((b, *model.config.data_shape)),), {}),
+        PixelCNN: lambda: ((jnp.zeros((b, *model.config.data_shape)),), {}),
+        DDPM: lambda: ((jnp.zeros((b, *model.config.data_shape)),
+                        jnp.array([0, model.config.timesteps - 1])), {}),  # x_t, t [B]
     }
     return makers[type(model)]()
 
@@ -58,6 +64,13 @@ _TINY = {
                         data_shape=_data_shape(c, 2 ** len(c.hidden_dims))),
     GAN: lambda c: dict(latent_dim=2, generator_dims=(4, 4), discriminator_dims=(4, 4),
                         data_shape=_data_shape(c, 4)),
+    EBM: lambda c: dict(hidden_dims=(4,) * len(c.hidden_dims), buffer_size=4),
+    RealNVP: lambda c: dict(data_shape=(4, 4, 1), hidden_channels=4, couplings_per_scale=1,
+                            final_couplings=1, num_res_blocks=1),
+    Classifier: lambda c: dict(data_shape=(4, 4, 1), channels=(2, 3), feature_dim=4),
+    PixelCNN: lambda c: dict(channels=4, num_layers=2, first_kernel_size=3, data_shape=(4, 4, 1)),
+    DDPM: lambda c: dict(timesteps=10, base_channels=4, norm_groups=2, num_res_blocks=1,
+                         data_shape=(2 ** (len(c.channel_mults) - 1),) * 2 + (1,)),
 }
 
 

@@ -283,6 +283,23 @@ def test_array_batches_scale_pixels_and_mask_the_padding(images):
     assert len(set(seen[:, 0].tolist())) == 8 and set(seen[:, 0].tolist()) <= set(range(10))
 
 
+def test_array_batches_carry_the_label_of_each_image(images):
+    """label_field: every batch's 'label' [B] int32 belongs to its image, shuffled or not;
+    padded rows get label 0 and are masked."""
+    ds = pipeline.array_dataset(images, field="image", batch_size=8, value_range=(0.0, 255.0),
+                                shuffle=False, num_epochs=1, drop_remainder=False,
+                                label_field="label")
+    batches = list(ds)
+    assert all(b["label"].dtype == np.int32 and b["label"].shape == (8,) for b in batches)
+    labels = np.concatenate([b["label"] for b in batches])  # [40]
+    np.testing.assert_array_equal(labels[:37], np.arange(37))
+    assert not labels[37:].any()
+    shuffled = next(iter(pipeline.array_dataset(images, field="image", batch_size=16, seed=2,
+                                                value_range=(0.0, 255.0), label_field="label")))
+    np.testing.assert_array_equal(shuffled["x"][:, 0, 0, 0], 7 * shuffled["label"])
+    assert len(set(shuffled["label"].tolist())) == 16
+
+
 @pytest.mark.parametrize("consumed", [1, 6])
 def test_array_iterator_state_restores_mid_epoch(images, consumed):
     def make():

@@ -7,10 +7,9 @@ import sys
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from debian_data import needs_fashion_mnist, prepare
-from run_checks import check_run
+from run_checks import check_run, final_state, tiny_config
 
 from zoo.data.builders import fashion_mnist
 from zoo.data.corpora import MissingSourceError
@@ -24,17 +23,9 @@ from configs import gan_toy, vae_fashion_mnist  # noqa: E402
 UNIFORM_BERNOULLI_NATS = 784 * np.log(2)  # -log p(x) of a 28x28 binary image under p = 1/2
 
 
-def _tiny(module, **overrides):
-    config = module.get_config("tiny")
-    for key, value in overrides.items():
-        section, name = key.split(".")
-        config[section][name] = value
-    return config
-
-
 def _vae_on_points(**overrides):
     """The VAE config's tiny MLP on the generated ring (no Debian data): Gaussian pixels."""
-    return _tiny(vae_fashion_mnist, **{
+    return tiny_config(vae_fashion_mnist, **{
         "data.dataset": "ring_of_gaussians", "data.fields": ("point",),
         "data.num_train": 512, "data.num_eval": 128, "model.likelihood": "gaussian", **overrides})
 
@@ -44,20 +35,12 @@ def _records(workdir, split):
         return [r for r in map(json.loads, f) if r["split"] == split]
 
 
-def _final_state(workdir):
-    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-    step = manager.latest_step()
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    manager.close()
-    return step, restored["state"]
-
-
 def test_toy_gan_learns_the_ring_and_draws_it(tmp_path):
     """400 steps of batch 256: samples move onto the modes (seeded, so deterministic).
 
     This is also test_configs.py's run of gan_toy's tiny variant (its checks included),
     on one device (the sharded GAN step is gan_fashion_mnist's tiny run there)."""
-    config = _tiny(gan_toy, **{"data.batch_size": 256, "train.num_train_steps": 400,
+    config = tiny_config(gan_toy, **{"data.batch_size": 256, "train.num_train_steps": 400,
                                "optim.learning_rate": 6e-3, "train.eval_every": 200,
                                "train.log_every": 200, "train.checkpoint_every": 400,
                                "mesh.num_devices": 1})
@@ -81,12 +64,12 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
     """
     steps = {"train.num_train_steps": 8, "train.checkpoint_every": 4, "train.eval_every": 8,
              "train.log_every": 4, "mesh.num_devices": 1}
-    train_and_evaluate(_tiny(gan_toy, **steps), str(tmp_path / "straight"))
-    train_and_evaluate(_tiny(gan_toy, **{**steps, "train.num_train_steps": 4}),
+    train_and_evaluate(tiny_config(gan_toy, **steps), str(tmp_path / "straight"))
+    train_and_evaluate(tiny_config(gan_toy, **{**steps, "train.num_train_steps": 4}),
                        str(tmp_path / "resumed"))
-    train_and_evaluate(_tiny(gan_toy, **steps), str(tmp_path / "resumed"))
-    step_a, state_a = _final_state(tmp_path / "straight")
-    step_b, state_b = _final_state(tmp_path / "resumed")
+    train_and_evaluate(tiny_config(gan_toy, **steps), str(tmp_path / "resumed"))
+    step_a, state_a = final_state(tmp_path / "straight")
+    step_b, state_b = final_state(tmp_path / "resumed")
     assert step_a == step_b == 8
     for a, b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -97,7 +80,7 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
 def test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids(tmp_path, shared_data_dir):
     """Also test_configs.py's run of the VAE config's tiny variant (its checks included), on
     every (8) device."""
-    config = _tiny(vae_fashion_mnist, **{
+    config = tiny_config(vae_fashion_mnist, **{
         "train.num_train_steps": 60, "train.eval_every": 30, "train.log_every": 30,
         "train.checkpoint_every": 60, "optim.warmup_steps": 5})
     prepare(config, shared_data_dir)  # Fashion-MNIST, prepared once for the whole run

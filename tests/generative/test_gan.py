@@ -11,6 +11,7 @@ import pytest
 from zoo import registry
 from zoo.data import ring as toy
 from zoo.generative import GAN, LOSSES, GANConfig
+from zoo.generative import gan as gan_lib
 from zoo.train import config as config_lib
 from zoo.train.families import GANFamily
 from zoo.train.state import TrainState, make_train_step
@@ -114,7 +115,58 @@ def test_the_generator_phase_sees_the_updated_discriminator():
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_resize_upsampling_and_spectral_norm_keep_the_shapes_and_scale_out_of_d():
+    """'resize' G and a spectrally normalised D: same shapes; D cannot be made sharper by
+    scaling its kernels (each is divided by its largest singular value)."""
+    config = GANConfig(data_shape=(8, 12, 1), latent_dim=5, generator_dims=(8, 4),
+                       discriminator_dims=(4, 8), upsample="resize", spectral_norm=True)
+    gan = GAN(config)
+    z, x = jax.random.normal(KEY, (3, 5)), jax.random.uniform(KEY, (3, 8, 12, 1))
+    params = gan.init(KEY, z, x)["params"]
+    out = gan.apply({"params": params}, z, x)
+    assert out.fake.shape == (3, 8, 12, 1) and out.real_logits.shape == (3,)
+    scaled = {**params, "discriminator": jax.tree_util.tree_map_with_path(
+        lambda path, p: p * 7.0 if path[-1].key == "kernel" else p, params["discriminator"])}
+    for images in (x, out.fake):
+        np.testing.assert_allclose(gan.apply({"params": scaled}, images, method=GAN.discriminate),
+                                   out.real_logits if images is x else out.fake_logits,
+                                   rtol=1e-4, atol=1e-5)
+    kernel = jax.random.normal(KEY, (4, 4, 3, 8))
+    matrix = np.asarray(gan_lib._spectral_normalized(kernel)).reshape(-1, 8)
+    assert np.linalg.norm(matrix, 2) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ttur_scales_only_the_discriminators_update():
+    """optim.d_lr_ratio = r: D's first Adam update is r times the ratio-1 update; G's is
+    unchanged (its phase sees the moved D, so compare G with the ratio-1 step's G only
+    through D)."""
+    gan = registry.build("gan_mlp_toy")
+    batch = {"x": toy.ring_of_gaussians(KEY, 64)}
+    moved = {}
+    for ratio in (1.0, 4.0):
+        config = config_lib.base_config()
+        config.family, config.model.name = "gan", "gan_mlp_toy"
+        config.optim.d_lr_ratio = ratio
+        family = GANFamily(config_lib.validate(config))
+        params = family.init_params(gan, {"params": KEY})
+        state = TrainState.create(params, optax.adam(1e-3), jax.random.PRNGKey(7),
+                                  groups=family.optimizer_groups)
+        step = jax.jit(make_train_step(family.phases(gan), optax.constant_schedule(0.0)))
+        after, _ = step(state, batch)
+        moved[ratio] = jax.tree.map(lambda a, b: a - b, after.params["discriminator"],
+                                    params["discriminator"])
+    for one, four in zip(jax.tree.leaves(moved[1.0]), jax.tree.leaves(moved[4.0]), strict=True):
+        np.testing.assert_allclose(four, 4.0 * one, rtol=1e-4, atol=1e-8)
+    config = config_lib.base_config()
+    config.family, config.model.name = "gan", "gan_mlp_toy"
+    config.optim.d_lr_ratio = 0.0
+    with pytest.raises(ValueError, match="d_lr_ratio"):
+        GANFamily(config_lib.validate(config)).phases(gan)
+
+
 @pytest.mark.parametrize("overrides,field", [
+    (dict(upsample="bilinear"), "upsample"),
+    (dict(spectral_norm=1), "spectral_norm"),
     (dict(latent_dim=-2), "latent_dim"),
     (dict(architecture="stylegan"), "architecture"),
     (dict(loss="wasserstein"), "loss"),

@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from zoo import registry
-from zoo.generative import VAE, VAEConfig
+from zoo.generative import VAE, VAEConfig, iwae_log_likelihood
 from zoo.generative import distributions as dist
 from zoo.train import config as config_lib
 from zoo.train.families import VAEFamily
@@ -120,6 +120,20 @@ def test_elbo_is_a_lower_bound_of_the_exact_log_likelihood():
         gap = float(jnp.sum(jnp.exp(log_q) * (log_q - log_posterior)) * dz)
         assert exact_elbo < log_px[i]
         assert log_px[i] - exact_elbo == pytest.approx(gap, abs=1e-3)
+        # The IWAE bound closes the gap as the importance samples grow (Burda et al. 2016),
+        # chunked or not; with one sample it is the one-sample ELBO, draw for draw.
+        # (Each estimate is a random draw; the bound holds for its mean over draws.)
+        x = patterns[i:i + 1]  # [1, 2]
+
+        def iwae(k, num, x=x):
+            return iwae_log_likelihood(vae, params, x, k, num, chunk=min(num, 8))[0]
+
+        one, ten = (jax.vmap(lambda k, n=n: iwae(k, n))(keys[:400]) for n in (1, 10))  # [400]
+        assert float(one.mean()) == pytest.approx(exact_elbo, abs=4 * float(one.std()) / 20)
+        margin = 4 * float(ten.std()) / 20
+        assert exact_elbo < float(ten.mean()) + margin and float(ten.mean()) < log_px[i] + margin
+        assert float(iwae(jax.random.PRNGKey(100 + i), 3000)) == pytest.approx(log_px[i],
+                                                                              abs=0.02)
     # The four probabilities of a distribution over {0, 1}^2 add up to one.
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-3)  # float32 quadrature
 

@@ -48,6 +48,15 @@ TRAINED_ELSEWHERE = {
     "vae_fashion_mnist:tiny": ("generative/test_family.py",
                                "test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids"),
     "gan_toy:tiny": ("generative/test_family.py", "test_toy_gan_learns_the_ring_and_draws_it"),
+    "classifier_fashion_mnist:tiny": ("generative/test_classifier.py",
+                                      "test_tiny_classifier_learns_fashion_mnist"),
+    "ebm_toy:tiny": ("generative/test_ebm.py", "test_toy_ebm_learns_the_ring_and_draws_it"),
+    "diffusion_fashion_mnist:tiny": ("generative/test_diffusion.py",
+                                     "test_tiny_ddpm_learns_on_fashion_mnist_and_draws"),
+    "pixelcnn_fashion_mnist:tiny": ("generative/test_pixelcnn.py",
+                                    "test_pixelcnn_on_fashion_mnist_learns_and_draws_samples"),
+    "flow_fashion_mnist:tiny": ("generative/test_flow.py",
+                                "test_tiny_flow_on_fashion_mnist_learns_and_draws_each_temperature"),
 }
 
 _DE_EN = {("data", "dataset"), ("data", "fields")}

@@ -1,4 +1,5 @@
-"""Schedules, optimizer options and the checkpointer's restore onto other devices."""
+"""Schedules, optimizer options, writing phases and the checkpointer's restore onto other
+devices."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import pytest
 
 from zoo.train import checkpoints, losses, optim
 from zoo.train.config import base_config
+from zoo.train.state import Phase, TrainState, make_train_step
 
 
 def _optim(**overrides):
@@ -59,6 +61,32 @@ def test_gradient_accumulation_equals_the_big_batch_step():
         updates, state = acc.update(jax.grad(loss)(p, half), state, p)
         p = optax.apply_updates(p, updates)
     np.testing.assert_allclose(p["w"], want["w"], rtol=1e-5)
+
+
+def test_a_writing_phase_sets_its_group_and_the_next_phase_sees_it():
+    """Phase(writes=True): the group becomes the returned value exactly, with no optimizer
+    state; a later gradient phase reads the new value; a writing phase needs a group."""
+    params = {"w": jnp.ones((3,)), "memory": jnp.zeros((3,))}
+
+    def write(p, batch, rng, deterministic):
+        return p["w"] * 2.0 + batch["x"], {"written": jnp.sum(batch["x"])}
+
+    def fit(p, batch, rng, deterministic):
+        return jnp.sum((p["w"] - p["memory"]) ** 2), {}
+
+    tx = optax.sgd(0.1)
+    state = TrainState.create(params, tx, jax.random.key(0), groups=("w",))
+    assert set(state.opt_state) == {"w"}
+    step = jax.jit(make_train_step((Phase(write, group="memory", writes=True),
+                                    Phase(fit, group="w")), optax.constant_schedule(0.1)))
+    x = jnp.array([0.5, -1.0, 3.0])
+    state, metrics = step(state, {"x": x})
+    np.testing.assert_array_equal(state.params["memory"], 2.0 + x)
+    # d/dw |w - m|^2 = 2 (w - m), one SGD step of 0.1 from w = 1 against the written m.
+    np.testing.assert_allclose(state.params["w"], 1.0 - 0.2 * (1.0 - (2.0 + x)), rtol=1e-6)
+    assert float(metrics["written"]) == 2.5 and "grad_norm" in metrics
+    with pytest.raises(ValueError, match="writes=True must name the group"):
+        make_train_step((Phase(write, writes=True),), optax.constant_schedule(0.1))
 
 
 def test_weight_decay_skips_vectors():

@@ -265,14 +265,19 @@ def lm_dataset(
 # ------------------------------------------------------------------------- arrays (images)
 
 
-def _array_batch(rows: Sequence[np.ndarray], batch_size: int, with_mask: bool) -> dict:
-    """Stacks rows [...] into {'x': [B, ...]}; a short batch is filled with zero rows."""
-    x = np.zeros((batch_size, *rows[0].shape), np.float32)  # [B, ...]
-    x[: len(rows)] = np.stack(rows)
-    if not with_mask:
-        return {"x": x}
-    mask = np.arange(batch_size) < len(rows)  # [B] True on real rows
-    return {"x": x, "mask": mask}
+def _array_batch(rows: Sequence[tuple[np.ndarray, int | None]], batch_size: int,
+                 with_mask: bool) -> dict:
+    """Stacks (array [...], label or None) rows into {'x': [B, ...]} (+ 'label' int32 [B]);
+    a short batch is filled with zero rows."""
+    x = np.zeros((batch_size, *rows[0][0].shape), np.float32)  # [B, ...]
+    x[: len(rows)] = np.stack([row[0] for row in rows])
+    batch = {"x": x}
+    if rows[0][1] is not None:
+        batch["label"] = np.zeros((batch_size,), np.int32)  # [B]
+        batch["label"][: len(rows)] = [row[1] for row in rows]
+    if with_mask:
+        batch["mask"] = np.arange(batch_size) < len(rows)  # [B] True on real rows
+    return batch
 
 
 def array_dataset(
@@ -288,8 +293,10 @@ def array_dataset(
     drop_remainder: bool = True,
     worker_count: int = 0,
     read_options: grain.ReadOptions | None = None,
+    label_field: str | None = None,
 ) -> grain.IterDataset:
-    """Batches {'x': float32 [B, ...]} of the array feature `field` of each record.
+    """Batches {'x': float32 [B, ...]} of the array feature `field` of each record, and
+    {'label': int32 [B]} of its integer feature `label_field` when one is given.
 
     uint8 features (pixels) are mapped linearly from [0, 255] onto `value_range`:
     (0, 1) for a VAE's grey levels, (-1, 1) for a tanh generator. Float features
@@ -303,11 +310,12 @@ def array_dataset(
     if not low < high:
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
 
-    def convert(record) -> np.ndarray:
+    def convert(record) -> tuple[np.ndarray, int | None]:
         x = np.asarray(record[field])
         if x.dtype == np.uint8:
-            return x.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
-        return x.astype(np.float32)
+            x = x.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+        label = None if label_field is None else int(record[label_field])
+        return x.astype(np.float32), label
 
     ds = tokenized(source, convert, shard=shard, shuffle=shuffle, seed=seed,
                    num_epochs=num_epochs, read_options=read_options)

@@ -22,6 +22,7 @@ VAE_ARCHITECTURES = ("mlp", "conv")
 GAN_ARCHITECTURES = ("mlp", "dcgan")
 LIKELIHOODS = ("bernoulli", "gaussian")
 GAN_LOSSES = ("non_saturating", "hinge")
+UPSAMPLINGS = ("transpose", "resize")
 OUTPUT_ACTIVATIONS = ("tanh", "linear")
 
 
@@ -115,6 +116,9 @@ class GANConfig:
         stride-2 convolutions.
       loss: 'non_saturating' (the generator maximises log D(G(z))) or 'hinge'.
       output_activation: 'tanh' (data scaled to [-1, 1]) or 'linear'.
+      upsample: 'dcgan' generator's upsampling: 'transpose' (stride-2 transposed
+        convolutions, DCGAN's) or 'resize' (nearest resizing + a 3x3 convolution).
+      spectral_norm: 'dcgan' discriminator's kernels divided by their spectral norm.
       dtype: compute dtype; params and losses stay float32.
     """
 
@@ -125,12 +129,17 @@ class GANConfig:
     discriminator_dims: tuple[int, ...] = (32, 64)
     loss: str = "non_saturating"
     output_activation: str = "tanh"
+    upsample: str = "transpose"
+    spectral_norm: bool = False
     dtype: Dtype = jnp.float32
 
     def __post_init__(self):
         _positive_ints("data_shape", self.data_shape)
         _positive_int("latent_dim", self.latent_dim)
         _one_of("architecture", self.architecture, GAN_ARCHITECTURES)
+        _one_of("upsample", self.upsample, UPSAMPLINGS)
+        if not isinstance(self.spectral_norm, bool):
+            raise ValueError(f"spectral_norm must be a bool, got {self.spectral_norm!r}")
         _positive_ints("generator_dims", self.generator_dims)
         _positive_ints("discriminator_dims", self.discriminator_dims)
         if self.architecture == "dcgan":

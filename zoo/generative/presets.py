@@ -1,5 +1,6 @@
 """Named presets of the generative models; ``zoo/generative/__init__.py`` registers them."""
 
+from zoo.generative.classifier import ClassifierConfig
 from zoo.generative.config import GANConfig, VAEConfig
 
 VAE_PRESETS: dict[str, VAEConfig] = {
@@ -15,4 +16,10 @@ GAN_PRESETS: dict[str, GANConfig] = {
     "gan_mlp_toy": GANConfig(data_shape=(2,), latent_dim=8, architecture="mlp",
                              generator_dims=(128, 128), discriminator_dims=(128, 128),
                              output_activation="linear"),
+}
+
+# The judge of the image models' samples (zoo/generative/classifier.py).
+CLASSIFIER_PRESETS: dict[str, ClassifierConfig] = {
+    "classifier_cnn_fashion_mnist": ClassifierConfig(),  # (32, 64) channels, 128 features
+    "classifier_tiny": ClassifierConfig(channels=(8, 16), feature_dim=16),
 }

@@ -17,7 +17,7 @@ from zoo import registry
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.family = "seq2seq"  # seq2seq | lm | vae | gan: how batches feed the model (families.py)
+    c.family = "seq2seq"  # seq2seq | lm | vae | gan | ...: how batches feed the model (families/)
     c.seed = 0
 
     # The model: a registry preset plus field overrides (checked against its dataclass).
@@ -59,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim.clip_grad_norm = 1.0
     c.optim.grad_accum_steps = 1
     c.optim.label_smoothing = 0.0
+    # GAN: the discriminator's learning rate over the generator's (learning_rate); 1 is one
+    # rate for both, > 1 the two time-scale update rule (TTUR, Heusel et al. 2017).
+    c.optim.d_lr_ratio = 1.0
 
     c.train = ml_collections.ConfigDict()
     c.train.num_train_steps = 2000
@@ -96,6 +99,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_decode_len = 16
     c.eval.num_examples = 1000  # examples decoded per evaluation
     c.eval.num_heatmaps = 3
+    # Generative families: images drawn per evaluation, and how they are drawn.
+    c.eval.num_samples = 64
+    c.eval.sampler = "ddim"  # diffusion: ancestral (DDPM) | ddim
+    c.eval.sample_steps = 100  # diffusion: denoising steps per sample (<= model.timesteps)
+    c.eval.temperatures = (1.0, 0.7)  # flow: the prior's standard deviation per drawn grid
+    # VAE: importance samples per test image of the IWAE bound on log p(x); 0 skips it.
+    c.eval.iwae_samples = 0
     return c
 
 

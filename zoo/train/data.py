@@ -20,6 +20,7 @@ import grain
 import jax
 import numpy as np
 import sacrebleu
+import tensorflow_datasets as tfds
 
 from zoo.data import pipeline, sources, tokenizers
 from zoo.data.builders import task_config
@@ -333,33 +334,56 @@ def array_data(config, workdir: str, *, value_range: tuple[float, float]) -> Bun
     """Batches {'x': float32 [B, ...]} of images (pixels mapped onto ``value_range``) or points.
 
     The array feature is ``config.data.fields[0]`` (``'image'`` for image
-    datasets); evaluation reads the first ``data.num_eval`` held-out records.
-    ``vocab`` is ``{"data_shape": (...)}``: the data decides the model's shape.
+    datasets); a second field, the class (``('image', 'label')``), adds
+    ``'label'`` int32 [B] to every batch. Evaluation reads the first
+    ``data.num_eval`` held-out records. ``vocab`` is ``{"data_shape": (...)}``
+    (+ ``"num_classes"`` with labels): the data decides the model's shape.
     """
-    name, field = config.data.dataset, config.data.fields[0]
+    name, fields = config.data.dataset, tuple(config.data.fields)
+    if len(fields) not in (1, 2):
+        raise ValueError(f"config key 'data.fields' is {fields!r}; allowed: (array,) or "
+                         "(array, label), e.g. ('image',) or ('image', 'label')")
+    field, label_field = fields[0], (fields[1] if len(fields) == 2 else None)
     train, evaluation = _array_sources(config, workdir, field)
     features = sorted(train[0])
-    if field not in features:
-        raise ValueError(f"config key 'data.fields' is {tuple(config.data.fields)!r}, but the "
-                         f"records of {name!r} have the features {features}; give the array "
-                         "feature first, e.g. ('image',)")
+    for name_, what in ((field, "the array feature first, e.g. ('image',)"),
+                        (label_field, "the label feature second, e.g. ('image', 'label')")):
+        if name_ is not None and name_ not in features:
+            raise ValueError(f"config key 'data.fields' is {fields!r}, but the records of "
+                             f"{name!r} have the features {features}; give {what}")
 
     def train_iterator():
         ds = pipeline.array_dataset(
             train, field=field, batch_size=_per_process(config.data.batch_size),
-            value_range=value_range, shuffle=True, seed=config.seed,
+            value_range=value_range, shuffle=True, seed=config.seed, label_field=label_field,
             shard=grain.sharding.ShardByJaxProcess(drop_remainder=True))
         return iter(ds)  # batches are dicts already; the iterator state is checkpointed
 
     def eval_batches():
         yield from pipeline.array_dataset(
             evaluation, field=field, batch_size=config.data.eval_batch_size,
-            value_range=value_range, shuffle=False, num_epochs=1, drop_remainder=False)
+            value_range=value_range, shuffle=False, num_epochs=1, drop_remainder=False,
+            label_field=label_field)
 
-    example = next(eval_batches())["x"][:2]  # [2, ...]
-    return Bundle(example_batch={"x": example}, train_iterator=train_iterator,
-                  eval_batches=eval_batches, vocab={"data_shape": tuple(example.shape[1:])},
-                  tokenizer=None, metric="", extras={"value_range": tuple(value_range)})
+    first = next(eval_batches())
+    example = {k: v[:2] for k, v in first.items() if k != "mask"}  # x [2, ...] (label [2])
+    vocab = {"data_shape": tuple(example["x"].shape[1:])}
+    extras = {"value_range": tuple(value_range)}
+    if label_field is not None:
+        extras["class_names"] = _class_names(train, name, label_field)
+        vocab["num_classes"] = len(extras["class_names"])
+    return Bundle(example_batch=example, train_iterator=train_iterator,
+                  eval_batches=eval_batches, vocab=vocab, tokenizer=None, metric="",
+                  extras=extras)
+
+
+def _class_names(source, name: str, label_field: str) -> tuple[str, ...]:
+    """The class names of a TFDS source's ClassLabel feature ``label_field``."""
+    feature = source.dataset_info.features[label_field]
+    if not isinstance(feature, tfds.features.ClassLabel):
+        raise ValueError(f"config key 'data.fields': feature {label_field!r} of {name!r} is "
+                         f"not a class label but a {type(feature).__name__}")
+    return tuple(feature.names)
 
 
 __all__ = ["Bundle", "array_data", "lm_data", "seq2seq_data", "split_texts"]

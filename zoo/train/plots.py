@@ -1,4 +1,5 @@
-"""Pictures written to the workdir: metric curves, attention heat maps, 2-D sample scatters."""
+"""Pictures written to the workdir: metric curves, attention heat maps, 2-D sample scatters,
+confusion matrices."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from zoo.train import metrics as metrics_lib  # noqa: E402
 
 def plot_curves(workdir: str, keys: Sequence[str] = ("loss", "token_accuracy", "exact_match",
                                                      "bleu", "perplexity", "negative_elbo",
-                                                     "d_loss", "g_loss")) -> str | None:
+                                                     "d_loss", "g_loss", "accuracy",
+                                                     "bits_per_dim")) -> str | None:
     """One panel per metric found in metrics.jsonl, train and eval lines; returns the PNG path."""
     records = metrics_lib.read(workdir)
     present = [k for k in keys if any(k in r for r in records)]
@@ -31,8 +33,8 @@ def plot_curves(workdir: str, keys: Sequence[str] = ("loss", "token_accuracy", "
                 ax.plot(steps, values, marker="." if split == "eval" else None, label=split)
         ax.set_title(key)
         ax.set_xlabel("step")
-        if key in ("loss", "perplexity"):
-            ax.set_yscale("log")
+        if key in ("loss", "perplexity") and all(r[key] > 0 for r in records if key in r):
+            ax.set_yscale("log")  # not for losses that go negative (an EBM's)
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, os.path.join(workdir, "curves.png"))
@@ -79,6 +81,47 @@ def plot_points(path: str, points, reference=None, centers=None, title: str = ""
         ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", c="tab:red", label="modes")
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_confusion(path: str, confusion, labels: Sequence[str] | None = None,
+                   title: str = "") -> str:
+    """Heat map of a confusion matrix [L, L] of counts (rows: true class, columns: predicted),
+    each row shown as fractions; the diagonal (each class's recall) is also written out."""
+    confusion = np.asarray(confusion, np.float64)
+    rows = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1.0)  # [L, L]
+    labels = list(labels) if labels is not None else [str(i) for i in range(len(rows))]
+    fig, ax = plt.subplots(figsize=(0.45 * len(rows) + 2.2, 0.45 * len(rows) + 1.6))
+    ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(len(rows)):
+        ax.text(i, i, f"{rows[i, i]:.2f}", ha="center", va="center", fontsize=7,
+                color="white" if rows[i, i] > 0.5 else "black")
+    ax.set_xticks(range(len(rows)), labels=labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), labels=labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_energy(path: str, energy, extent: Sequence[float], centers=None,
+                title: str = "") -> str:
+    """Heat map of an energy over a grid of the plane, [G, G] (rows: y, columns: x), spanning
+    ``extent`` (x0, x1, y0, y1), with mode ``centers`` [K, 2]. Colours stop at the 90th
+    percentile: the basins matter, not the energy far from the data."""
+    energy = np.asarray(energy, np.float32)
+    low, high = np.percentile(energy, [0, 90])
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    image = ax.imshow(energy, origin="lower", extent=tuple(extent), cmap="viridis",
+                      vmin=low, vmax=max(high, low + 1e-6))
+    fig.colorbar(image, ax=ax, label="energy", shrink=0.85)
+    if centers is not None:
+        centers = np.asarray(centers, np.float32)
+        ax.scatter(centers[:, 0], centers[:, 1], s=40, marker="x", c="tab:red", label="modes")
+        ax.legend(loc="upper right", fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
     return _save(fig, path)

@@ -15,7 +15,9 @@ A step is a sequence of *phases*, each one gradient update: a plain model has
 one phase over all parameters; a GAN has two, the discriminator's and then
 the generator's, each over its own group of parameters with its own optimizer
 state, the second seeing the parameters the first produced. The optimizer
-recipe (``tx``) is the same for every group; it is built once, by the loop.
+recipe (``tx``) is the same for every group; it is built once, by the loop. A
+phase may instead *write* a group with no optimizer state (``Phase.writes``):
+an EBM's buffer of negative samples, an exponential moving average of weights.
 
 Keys: a step's key is ``fold_in(state.rng, state.step)`` (phase i of several
 folds in i as well), so a resumed run draws exactly the keys an uninterrupted
@@ -29,6 +31,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec
@@ -64,11 +67,21 @@ class TrainState(struct.PyTreeNode):
 
 
 class Phase(NamedTuple):
-    """One gradient update of a train step."""
+    """One update of a train step: a gradient step, or (``writes``) a computed new value."""
 
     loss_fn: LossFn
     group: str | None = None  # a key of TrainState.create's groups; None: all parameters
     prefix: str = ""  # prepended to this phase's 'loss' and 'grad_norm' metric names
+    # True: no gradient. ``loss_fn(params, batch, rng, deterministic)`` returns (the new value
+    # of ``group``, metrics) and the group becomes that value: state that is computed rather
+    # than learnt (a sampler's persistent buffer, a moving average of the weights). Such a
+    # group is a top-level parameter name with no optimizer state (leave it out of
+    # TrainState.create's groups); it is checkpointed and restored with the rest.
+    writes: bool = False
+    # The phase's updates times this: its learning rate relative to the schedule's (for
+    # Adam-like optimizers exactly a scaled learning rate), e.g. a GAN's two time-scale
+    # update rule (Heusel et al. 2017).
+    lr_scale: float = 1.0
 
 
 def _phases(loss: LossFn | Iterable[Phase]) -> tuple[Phase, ...]:
@@ -76,13 +89,20 @@ def _phases(loss: LossFn | Iterable[Phase]) -> tuple[Phase, ...]:
     if not phases or not all(isinstance(p, Phase) for p in phases):
         raise TypeError(f"make_train_step takes a loss function or a sequence of Phases, "
                         f"got {loss!r}")
+    for phase in phases:
+        if phase.writes and phase.group is None:
+            raise ValueError("a Phase with writes=True must name the group it writes")
     return phases
 
 
 def _update(phase: Phase, tx: optax.GradientTransformation, params, opt_state, batch,
             rng: jax.Array):
-    """One phase: (params, opt_state, metrics) after a gradient step on its group."""
+    """One phase: (params, opt_state, metrics) after a gradient step on its group (or after
+    writing the group's new value)."""
     group = phase.group
+    if phase.writes:
+        value, metrics = phase.loss_fn(params, batch, rng, False)
+        return {**params, group: value}, opt_state, metrics
 
     def loss_of(sub):
         full = sub if group is None else {**params, group: sub}
@@ -92,6 +112,8 @@ def _update(phase: Phase, tx: optax.GradientTransformation, params, opt_state, b
     sub_opt = opt_state if group is None else opt_state[group]
     (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(sub)
     updates, sub_opt = tx.update(grads, sub_opt, sub)
+    if phase.lr_scale != 1.0:
+        updates = jax.tree.map(lambda u: u * phase.lr_scale, updates)
     sub = optax.apply_updates(sub, updates)
     if group is None:
         params, opt_state = sub, sub_opt
@@ -170,4 +192,8 @@ def eval_sums(step: Callable[[int, Any], dict], batches: Iterable) -> dict:
     for i, batch in enumerate(batches):
         m = step(i, batch)
         sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
-    return {} if sums is None else {k: float(v) for k, v in jax.device_get(sums).items()}
+    if sums is None:
+        return {}
+    # Scalars as floats; a sum kept per class (a confusion matrix) as an array.
+    return {k: float(v) if np.ndim(v) == 0 else np.asarray(v)
+            for k, v in jax.device_get(sums).items()}

@@ -13,8 +13,13 @@ from __future__ import annotations
 import ml_collections
 
 from zoo.train.families.base import Family, eval_key
+from zoo.train.families.classifier import ClassifierFamily
+from zoo.train.families.diffusion import DiffusionFamily
+from zoo.train.families.ebm import EBMFamily
+from zoo.train.families.flow import FlowFamily
 from zoo.train.families.generative import GANFamily, VAEFamily
 from zoo.train.families.lm import LMFamily
+from zoo.train.families.pixelcnn import PixelCNNFamily
 from zoo.train.families.seq2seq import Seq2SeqFamily
 
 _FAMILIES: dict[str, type[Family]] = {}
@@ -29,7 +34,8 @@ def register(family: type[Family]) -> None:
     _FAMILIES[family.name] = family
 
 
-for _family in (Seq2SeqFamily, LMFamily, VAEFamily, GANFamily):
+for _family in (Seq2SeqFamily, LMFamily, VAEFamily, GANFamily, ClassifierFamily,
+                EBMFamily, FlowFamily, DiffusionFamily, PixelCNNFamily):
     register(_family)
 
 
@@ -48,5 +54,6 @@ def make(config: ml_collections.ConfigDict) -> Family:
     return get(config.family)(config)
 
 
-__all__ = ["Family", "GANFamily", "LMFamily", "Seq2SeqFamily", "VAEFamily", "eval_key", "get",
-           "make", "names", "register"]
+__all__ = ["ClassifierFamily", "DiffusionFamily", "EBMFamily", "Family", "FlowFamily",
+           "GANFamily", "LMFamily", "PixelCNNFamily", "Seq2SeqFamily", "VAEFamily", "eval_key",
+           "get", "make", "names", "register"]

@@ -18,7 +18,9 @@ VAE with a Bernoulli likelihood: each train step binarises its batch afresh
 (x ~ Bernoulli(grey level), "dynamic binarisation"); evaluation binarises each
 test batch with a fixed key. Evaluation reports the test-set negative ELBO in
 nats per image (one posterior sample per image, so an estimate of an upper
-bound on -log p(x)) with its KL and reconstruction terms, and writes grids of
+bound on -log p(x)) with its KL and reconstruction terms -- and, with
+``eval.iwae_samples`` = k > 0, the tighter IWAE bound with k importance samples
+(``iwae_nll``, Burda et al. 2016) -- and writes grids of
 prior samples, reconstructions and latent interpolations to
 ``<workdir>/images/vae_{samples,reconstructions,interpolations}_step{N}.png``.
 
@@ -35,6 +37,7 @@ fraction of samples within 3 standard deviations of a mode (Metz et al. 2017).
 
 from __future__ import annotations
 
+import abc
 import functools
 import os
 
@@ -45,7 +48,7 @@ import numpy as np
 from zoo.data import ring
 from zoo.generative.gan import GAN, LOSSES
 from zoo.generative.grids import image_grid, save_png
-from zoo.generative.vae import VAE
+from zoo.generative.vae import VAE, iwae_log_likelihood
 from zoo.train import config as config_lib
 from zoo.train import data as data_lib
 from zoo.train import plots
@@ -61,28 +64,28 @@ NUM_COVERAGE = 2000  # samples whose mode coverage is counted (ring of Gaussians
 _PICTURED_NOISE, _COVERAGE_NOISE, _PICTURED_DATA = 1, 2, 3
 
 
-def _is_image(model) -> bool:
+def is_image(model) -> bool:
     return len(model.config.data_shape) == 3
 
 
-def _picture_path(workdir: str, name: str, step: int) -> str:
+def picture_path(workdir: str, name: str, step: int) -> str:
     folder = os.path.join(workdir, IMAGES)
     os.makedirs(folder, exist_ok=True)
     return os.path.join(folder, f"{name}_step{step}.png")
 
 
-def _save_grid(path: str, images, columns: int, value_range) -> str:
+def save_grid(path: str, images, columns: int, value_range) -> str:
     save_png(path, image_grid(np.asarray(images), columns, value_range=value_range))
     return path
 
 
-def _send(log, step: int, paths: dict[str, str]) -> None:
+def send_pictures(log, step: int, paths: dict[str, str]) -> None:
     """The pictures written at this evaluation, to TensorBoard."""
     for name, path in paths.items():
         log.image_file(step, f"images/{name}", path)
 
 
-def _first_eval_examples(data, count: int) -> np.ndarray:
+def first_eval_examples(data, count: int) -> np.ndarray:
     """Up to ``count`` real rows of the evaluation data, [n, ...]."""
     rows = []
     for batch in data.eval_batches():
@@ -107,6 +110,11 @@ class ArrayFamily(Family):
 
     def model_fields(self, module, info: dict) -> dict:
         return {"data_shape": tuple(info["data_shape"])} if "data_shape" in info else {}
+
+    @abc.abstractmethod
+    def sample_images(self, model, params, key: jax.Array, num: int) -> np.ndarray:
+        """``num`` draws of the trained model as grey levels in [0, 1], float32 [num, Y, X, C]:
+        what the comparisons across models (benchmarks/generative.py) measure."""
 
 
 # --- VAE --------------------------------------------------------------------------------------
@@ -160,29 +168,61 @@ class VAEFamily(ArrayFamily):
         count = max(sums["count"], 1.0)
         result = {"negative_elbo": -sums["elbo"] / count, "kl": sums["kl"] / count,
                   "reconstruction_nll": -sums["log_likelihood"] / count}
-        first = _first_eval_examples(data, NUM_RECONSTRUCTED)  # [n, ...]
+        if self.config.eval.iwae_samples:
+            result["iwae_nll"] = self.iwae_nll(model, state.params, data,
+                                               self.config.eval.iwae_samples)
+        first = first_eval_examples(data, NUM_RECONSTRUCTED)  # [n, ...]
         first = self._prepare(model, eval_key(_PICTURED_DATA), first)
-        _send(log, step, self._pictures(model, state.params, first, data, workdir, step))
+        send_pictures(log, step, self._pictures(model, state.params, first, data, workdir, step))
         return result
+
+    def iwae_nll(self, model: VAE, params, data, num: int) -> float:
+        """-IWAE bound with ``num`` importance samples, nats per evaluation example: an
+        upper bound on -log p(x) that tightens as ``num`` grows. Each batch is binarised
+        with the key of the ELBO's evaluation, so both bounds are of the same images."""
+        if not isinstance(num, int) or num < 1:
+            raise ValueError(f"config key 'eval.iwae_samples' must be a positive int, got {num!r}")
+        bound = _iwae(model, num)
+        total, count = 0.0, 0.0
+        for i, batch in enumerate(data.eval_batches()):
+            data_key, z_key = jax.random.split(eval_key(0, i))
+            x = self._prepare(model, data_key, batch["x"])  # [B, ...]
+            weights = batch["mask"].astype(np.float32)  # [B]
+            total += float(np.sum(np.asarray(bound(params, x, z_key)) * weights))
+            count += float(weights.sum())
+        return -total / max(count, 1.0)
+
+    def sample_images(self, model: VAE, params, key: jax.Array, num: int) -> np.ndarray:
+        """E[x | z] of prior draws z: pixel probabilities, the VAE's usual picture of a sample."""
+        images = jax.jit(lambda p, k: model.apply({"params": p}, k, num, method=VAE.sample))(
+            params, key)
+        return np.asarray(images, np.float32)
 
     def _pictures(self, model: VAE, params, x, data, workdir: str, step: int) -> dict:
         """Prior samples; test examples x [n, ...] beside their reconstructions; interpolations.
         Returns {name: path} of the pictures this process wrote."""
-        k = min(NUM_INTERPOLATIONS, len(x) // 2) if _is_image(model) else 0
+        k = min(NUM_INTERPOLATIONS, len(x) // 2) if is_image(model) else 0
         samples, recon, path = _vae_pictures(model, k)(params, x)
         if jax.process_index() != 0:
             return {}
-        if not _is_image(model):
+        if not is_image(model):
             return {"vae_samples": plots.plot_points(
-                _picture_path(workdir, "vae_samples", step), samples, reference=x,
+                picture_path(workdir, "vae_samples", step), samples, reference=x,
                 title=f"VAE samples, step {step}")}
         pairs = jnp.stack([x, recon], axis=1).reshape(-1, *x.shape[1:])  # [2n, Y, X, C]
         grids = {"vae_samples": (samples, 8), "vae_reconstructions": (pairs, 8)}
         if k:
             grids["vae_interpolations"] = (path.reshape(-1, *x.shape[1:]), INTERPOLATION_STEPS)
-        return {name: _save_grid(_picture_path(workdir, name, step), images, columns,
+        return {name: save_grid(picture_path(workdir, name, step), images, columns,
                                  data.extras["value_range"])
                 for name, (images, columns) in grids.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _iwae(model: VAE, num: int):
+    """(params, x [B, ...], key) -> the IWAE bound on log p(x) [B] with ``num`` samples, jitted."""
+    return jax.jit(lambda params, x, key: iwae_log_likelihood(model, {"params": params}, x, key,
+                                                              num))
 
 
 @functools.lru_cache(maxsize=8)
@@ -246,8 +286,16 @@ class GANFamily(ArrayFamily):
             fake = apply(params, z, method=GAN.generate)  # [B, ...]
             return loss.generator(apply(params, fake, method=GAN.discriminate)), {}
 
-        return (Phase(d_loss, group="discriminator", prefix="d_"),
+        ratio = self.config.optim.d_lr_ratio
+        if not ratio > 0:
+            raise ValueError(f"config key 'optim.d_lr_ratio' must be > 0, got {ratio!r}")
+        return (Phase(d_loss, group="discriminator", prefix="d_", lr_scale=ratio),
                 Phase(g_loss, group="generator", prefix="g_"))
+
+    def sample_images(self, model: GAN, params, key: jax.Array, num: int) -> np.ndarray:
+        z = jax.random.normal(key, (num, model.config.latent_dim))  # [num, Z]
+        low, high = self.value_range
+        return (np.asarray(_generator(model)(params, z), np.float32) - low) / (high - low)
 
     def eval_step(self, model: GAN):
         latent = model.config.latent_dim
@@ -273,27 +321,27 @@ class GANFamily(ArrayFamily):
         result = {"d_real": sums["real"] / count, "d_fake": sums["fake"] / count}
         generate = _generator(model)
         latent = model.config.latent_dim
-        if _is_image(model):
+        if is_image(model):
             noise = jax.random.normal(eval_key(_PICTURED_NOISE), (NUM_PICTURED, latent))
             samples = generate(state.params, noise)  # [64, Y, X, C]
             if jax.process_index() == 0:
-                _send(log, step, {"gan_samples": _save_grid(
-                    _picture_path(workdir, "gan_samples", step), samples, 8,
+                send_pictures(log, step, {"gan_samples": save_grid(
+                    picture_path(workdir, "gan_samples", step), samples, 8,
                     data.extras["value_range"])})
             return result
         noise = jax.random.normal(eval_key(_COVERAGE_NOISE), (NUM_COVERAGE, latent))
         samples = generate(state.params, noise)  # [NUM_COVERAGE, ...]
         if self.config.data.dataset == ring.DATASET:
-            result.update(_coverage(samples))
+            result.update(ring_coverage(samples))
         if jax.process_index() == 0 and samples.shape[1:] == (2,):
-            _send(log, step, {"gan_samples": plots.plot_points(
-                _picture_path(workdir, "gan_samples", step), samples,
-                reference=_first_eval_examples(data, NUM_COVERAGE),
+            send_pictures(log, step, {"gan_samples": plots.plot_points(
+                picture_path(workdir, "gan_samples", step), samples,
+                reference=first_eval_examples(data, NUM_COVERAGE),
                 centers=ring.mode_centers(), title=f"GAN samples, step {step}")})
         return result
 
 
-def _coverage(samples: jax.Array) -> dict:
+def ring_coverage(samples: jax.Array) -> dict:
     """How samples [B, 2] spread over the ring's modes; a mode needs a tenth of its fair share."""
     centers = ring.mode_centers()  # [num_modes, 2]
     cover = ring.mode_coverage(samples, centers, threshold=3 * ring.DEFAULT_STD,
