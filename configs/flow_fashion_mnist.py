@@ -2,7 +2,7 @@
 
 The preset ``flow_realnvp_fashion_mnist`` (two scales: 28x28x1 -> 14x14x4 -> 7x7x8, half
 the channels factored out after each; affine couplings with checkerboard and channel
-masks; ActNorm and Glow's 1x1 convolutions) shrunk to fit about 20-25 minutes of 2 CPU
+masks; ActNorm and Glow's 1x1 convolutions), sized for about 20-25 minutes of 2 CPU
 cores: couplings of 32 channels with one residual block, two per mask and scale. Pixels
 are dequantised with fresh uniform noise every step. Evaluation reports the test split's
 bits/dim (all 10,000 images) and writes sample grids at temperatures 1.0 and 0.7 to
@@ -20,10 +20,6 @@ def get_config(arg: str | None = None):
     c = base_config()
     c.family = "flow"
     c.model.name = "flow_realnvp_fashion_mnist"
-    c.model.hidden_channels = 32
-    c.model.num_res_blocks = 1
-    c.model.couplings_per_scale = 2
-    c.model.final_couplings = 2
     c.data.dataset = "fashion_mnist"
     c.data.fields = ("image",)
     c.data.batch_size = 64
@@ -45,9 +41,6 @@ def get_config(arg: str | None = None):
     c.eval.temperatures = (1.0, 0.7)
     if arg == "tiny":
         c.model.name = "flow_tiny"  # 8 channels, one coupling per mask and scale
-        c.model.hidden_channels = 8
-        c.model.couplings_per_scale = 1
-        c.model.final_couplings = 1
         c.data.batch_size = 16
         c.data.eval_batch_size = 64
         c.data.num_eval = 128

@@ -201,8 +201,10 @@ def test_every_strategy_shards_by_its_rules(model, strategy):
 
 # Numerics on a narrower grid than the rules check above: every strategy once, each model
 # under two (the GQA LM adds fsdp_tp for a decoder-only Transformer below). Each pair
-# compiles its own sharded step, the slowest thing here.
-TRAINED = [("rnn", "dp"), ("rnn", "fsdp_tp"), ("transformer", "fsdp"), ("transformer", "tp")]
+# compiles its own sharded step, the slowest thing here: the two slowest pairs (25-35 s
+# each on 2 cores) run in the slow tier (make test-all, CI), the two-axis ones always.
+TRAINED = [pytest.param("rnn", "dp", marks=pytest.mark.slow), ("rnn", "fsdp_tp"),
+           pytest.param("transformer", "fsdp", marks=pytest.mark.slow), ("transformer", "tp")]
 
 
 @pytest.mark.parametrize("model,strategy", TRAINED)
