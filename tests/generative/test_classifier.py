@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from debian_data import needs_fashion_mnist, prepare
-from run_checks import check_run
+from run_checks import check_run, tiny_config
 
 from zoo.generative import Classifier, ClassifierConfig
 from zoo.train import config as config_lib
@@ -96,10 +96,9 @@ def test_a_classifier_run_needs_labels():
 def test_tiny_classifier_learns_fashion_mnist(tmp_path, shared_data_dir):
     """Also test_configs.py's run of the classifier config's tiny variant: 80 steps lift the
     test accuracy far above chance (0.1) and the confusion matrix is drawn."""
-    config = classifier_fashion_mnist.get_config("tiny")
-    config.train.num_train_steps, config.train.eval_every = 80, 40
-    config.train.log_every, config.train.checkpoint_every = 40, 80
-    config.optim.warmup_steps = 5
+    config = tiny_config(classifier_fashion_mnist, **{
+        "train.num_train_steps": 80, "train.eval_every": 40, "train.log_every": 40,
+        "train.checkpoint_every": 80, "optim.warmup_steps": 5})
     prepare(config, shared_data_dir)
     result = train_and_evaluate(config, str(tmp_path))
     check_run(config, tmp_path, result)

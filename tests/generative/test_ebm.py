@@ -129,6 +129,7 @@ def test_each_step_writes_fresh_negatives_at_the_front_of_the_buffer():
     np.testing.assert_array_equal(second[b:2 * b], first[:b])
 
 
+@pytest.mark.slow  # two runs and a resume: 15-20 s on 2 cores
 def test_a_resumed_ebm_reaches_the_same_parameters_and_buffer(tmp_path):
     """4 steps, then resumed to 8 == 8 straight, bit for bit: the energy, its Adam state and
     the buffer are all in the checkpoint, and the keys fold in the step."""

@@ -76,6 +76,7 @@ def test_a_resumed_gan_reaches_the_same_parameters(tmp_path):
     assert (tmp_path / "resumed" / "images").is_dir()
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_vae_on_fashion_mnist_improves_its_elbo_and_draws_grids(tmp_path, shared_data_dir):
     """Also test_configs.py's run of the VAE config's tiny variant (its checks included), on

@@ -128,11 +128,11 @@ def test_elbo_is_a_lower_bound_of_the_exact_log_likelihood():
         def iwae(k, num, x=x):
             return iwae_log_likelihood(vae, params, x, k, num, chunk=min(num, 8))[0]
 
-        one, ten = (jax.vmap(lambda k, n=n: iwae(k, n))(keys[:400]) for n in (1, 10))  # [400]
-        assert float(one.mean()) == pytest.approx(exact_elbo, abs=4 * float(one.std()) / 20)
-        margin = 4 * float(ten.std()) / 20
+        one, ten = (jax.vmap(lambda k, n=n: iwae(k, n))(keys[:256]) for n in (1, 10))  # [256]
+        assert float(one.mean()) == pytest.approx(exact_elbo, abs=4 * float(one.std()) / 16)
+        margin = 4 * float(ten.std()) / 16
         assert exact_elbo < float(ten.mean()) + margin and float(ten.mean()) < log_px[i] + margin
-        assert float(iwae(jax.random.PRNGKey(100 + i), 3000)) == pytest.approx(log_px[i],
+        assert float(iwae(jax.random.PRNGKey(100 + i), 2000)) == pytest.approx(log_px[i],
                                                                               abs=0.02)
     # The four probabilities of a distribution over {0, 1}^2 add up to one.
     assert np.exp(log_px).sum() == pytest.approx(1.0, abs=1e-3)  # float32 quadrature

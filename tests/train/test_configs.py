@@ -99,7 +99,7 @@ def test_the_runs_trained_elsewhere_are_checked_there(name):
     source = open(os.path.join(ROOT, "tests", path)).read()
     body = source.split(f"def {function}(", 1)[1].split("\ndef ", 1)[0]
     module = name.partition(":")[0]
-    assert f"_tiny({module}" in body and "check_run(" in body, (path, function)
+    assert f"tiny_config({module}" in body and "check_run(" in body, (path, function)
 
 
 # Trained in test_configs_es_en.py: another file, so xdist's loadfile can run it on the

@@ -201,9 +201,10 @@ def test_every_strategy_shards_by_its_rules(model, strategy):
 
 # Numerics on a narrower grid than the rules check above: every strategy once, each model
 # under two (the GQA LM adds fsdp_tp for a decoder-only Transformer below). Each pair
-# compiles its own sharded step, the slowest thing here: the two slowest pairs (25-35 s
-# each on 2 cores) run in the slow tier (make test-all, CI), the two-axis ones always.
-TRAINED = [pytest.param("rnn", "dp", marks=pytest.mark.slow), ("rnn", "fsdp_tp"),
+# compiles its own sharded step, the slowest thing here (25-35 s each on 2 cores): all
+# but one run in the slow tier (make test-all, CI); the GQA LM below covers fsdp_tp.
+TRAINED = [pytest.param("rnn", "dp", marks=pytest.mark.slow),
+           pytest.param("rnn", "fsdp_tp", marks=pytest.mark.slow),
            pytest.param("transformer", "fsdp", marks=pytest.mark.slow), ("transformer", "tp")]
 
 
@@ -273,6 +274,7 @@ def test_the_fsdp_step_compiles_without_an_involuntary_full_rematerialization(mo
     assert "Involuntary full rematerialization" not in capfd.readouterr().err
 
 
+@pytest.mark.slow  # 35 s on 2 cores: a whole save on one mesh, a restore on another
 def test_checkpoint_restores_onto_another_mesh_shape(tmp_path):
     _, state = _trained("transformer", "fsdp")  # (data 2, fsdp 4)
     saver = checkpoints.Checkpointer(str(tmp_path), async_save=False)

@@ -16,14 +16,11 @@ E time-embedding width (4 x base_channels), P = Y X positions.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-
-if TYPE_CHECKING:  # the config lives beside the model, which imports this file
-    from zoo.generative.diffusion import DiffusionConfig
 
 
 def timestep_features(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
@@ -93,7 +90,9 @@ class Upsample(nn.Module):
 class UNet(nn.Module):
     """eps_theta(x_t, t): x_t [B, Y, X, C], timesteps t [B] -> predicted noise [B, Y, X, C]."""
 
-    config: DiffusionConfig
+    # A zoo.generative.diffusion.DiffusionConfig: it lives beside the DDPM, which imports
+    # this file, so naming its type here would make an import cycle.
+    config: Any
 
     @nn.compact
     def __call__(self, x: jax.Array, t: jax.Array, deterministic: bool = True) -> jax.Array:
