@@ -26,7 +26,8 @@ many images of the single most common class.
 The distances are in this classifier's features: they rank these models
 against each other and are not Inception FIDs. Training wall times come from
 ``benchmarks/results/runs/<config>.json`` (benchmarks/config_runs.py).
-Writes benchmarks/results/generative.{json,md,png}; the rows of models measured by an
+Writes benchmarks/results/generative.{json,md,png} and each model's sample grid,
+generative_<model>.png; the rows of models measured by an
 earlier call with the same ``--num_samples`` are kept (measure each run as it finishes).
 """
 
@@ -41,6 +42,7 @@ import common
 import jax
 import matplotlib
 import numpy as np
+from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -49,7 +51,7 @@ from zoo.data.builders import fashion_mnist  # noqa: E402
 from zoo.data.builders.fashion_mnist import LABELS  # noqa: E402
 from zoo.generative.classifier import Classifier  # noqa: E402
 from zoo.generative.frechet import frechet_distance, gaussian_stats  # noqa: E402
-from zoo.generative.grids import image_grid  # noqa: E402
+from zoo.generative.grids import image_grid, save_png  # noqa: E402
 from zoo.train.families import eval_key  # noqa: E402
 from zoo.train.sample import load_config, restore_for_inference  # noqa: E402
 
@@ -216,7 +218,7 @@ def main(argv=None) -> None:
                               "test_accuracy": accuracy},
                "num_samples": args.num_samples, "rows": rows}
     common.write(args.out, meta, payload, markdown(meta, payload))
-    _figure(args.out + ".png", rows, grids)
+    _figure(args.out, rows, grids)
     print("\n".join(markdown(meta, payload)))
 
 
@@ -273,22 +275,31 @@ def markdown(meta: dict, payload: dict) -> list[str]:
     return lines
 
 
-def _figure(path: str, rows: list[dict], grids: dict) -> None:
-    """Sample grids (8 x 8) of each model, and the class histograms side by side."""
-    fig, axes = plt.subplots(2, max(len(grids), 1), figsize=(3.2 * max(len(grids), 1), 6.4),
+def _grid_path(stem: str, model: str) -> str:
+    return f"{stem}_{model}.png"
+
+
+def _figure(stem: str, rows: list[dict], grids: dict) -> None:
+    """Each model's 8 x 8 sample grid (``<stem>_<model>.png``, written when it is measured)
+    above its class histogram, every measured model side by side: ``<stem>.png``."""
+    for name, images in grids.items():
+        save_png(_grid_path(stem, name), image_grid(images, 8), scale=1)
+    shown = [r for r in rows if os.path.exists(_grid_path(stem, r["model"]))]
+    fig, axes = plt.subplots(2, max(len(shown), 1), figsize=(3.2 * max(len(shown), 1), 6.4),
                              squeeze=False)
-    for ax, (name, images) in zip(axes[0], grids.items(), strict=False):
-        ax.imshow(image_grid(images, 8)[..., 0], cmap="gray", vmin=0, vmax=255)
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    for ax, row in zip(axes[1], [r for r in rows if r["model"] in grids], strict=False):
-        ax.bar(range(len(LABELS)), row["histogram"])
-        ax.axhline(COVERAGE_SHARE, color="tab:red", linewidth=0.8)
-        ax.set_xticks(range(len(LABELS)), labels=[lb.split("/")[0][:6] for lb in LABELS],
-                      rotation=90, fontsize=7)
-        ax.set_title(f"FD {row['frechet']:.1f}, {row['classes_covered']} classes", fontsize=8)
+    for top, bottom, row in zip(axes[0], axes[1], shown, strict=False):
+        top.imshow(np.asarray(Image.open(_grid_path(stem, row["model"]))), cmap="gray",
+                   vmin=0, vmax=255)
+        top.set_title(row["model"], fontsize=9)
+        top.axis("off")
+        bottom.bar(range(len(LABELS)), row["histogram"])
+        bottom.axhline(COVERAGE_SHARE, color="tab:red", linewidth=0.8)
+        bottom.set_xticks(range(len(LABELS)), labels=[lb.split("/")[0][:6] for lb in LABELS],
+                          rotation=90, fontsize=7)
+        bottom.set_title(f"FD {row['frechet']:.1f}, {row['classes_covered']} classes",
+                         fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(stem + ".png", dpi=100)
     plt.close(fig)
 
 
