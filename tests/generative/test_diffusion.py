@@ -206,6 +206,7 @@ def test_ema_decay_warms_up_to_its_cap():
                                [2 / 11, 3 / 12, 91 / 100, 0.999, 0.999], rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles a U-Net train step: 20 s on 2 cores
 def test_train_step_writes_the_moving_average_of_the_new_weights():
     """Five steps of the family's phases: the 'model' group takes Adam steps; the 'ema' group
     (no optimizer state) is the warming average of the weights after each step, by hand."""
