@@ -348,6 +348,7 @@ def test_restore_from_a_run_of_another_model_stops_and_touches_neither_folder(
     assert not [d for d in os.listdir(tmp_path / "new" / "checkpoints")]
 
 
+@pytest.mark.slow  # a second run restored from the first: 13 s on 2 cores
 def test_restore_from_skips_but_never_moves_a_corrupt_step_of_the_other_run(
         finished_run, tmp_path, capsys):
     _copy_of(finished_run, tmp_path / "a")
@@ -421,6 +422,7 @@ def test_the_command_line_translates_standard_input_line_by_line(finished_run):
     assert empty.returncode == 1 and "no sentences" in empty.stderr
 
 
+@pytest.mark.slow  # decodes a whole split: 13 s on 2 cores
 def test_eval_only_scores_a_whole_split_from_the_best_checkpoint(finished_run):
     before = _fingerprint(finished_run)
     result = evaluate_split(str(finished_run), split="test")

@@ -52,7 +52,7 @@ def test_seq2seq_future_target_tokens_never_change_earlier_logits():
     assert not np.allclose(other[:, 3:], logits[:, 3:], atol=1e-3)
 
 
-@pytest.mark.parametrize("placement", ["post", "pre"])
+@pytest.mark.parametrize("placement", [pytest.param("post", marks=pytest.mark.slow), "pre"])
 def test_source_padding_does_not_change_outputs(placement):
     model, params, src, tgt = _seq2seq(norm_placement=placement)
     lengths = jnp.array([S, 5])
@@ -70,7 +70,8 @@ def test_source_padding_does_not_change_outputs(placement):
     np.testing.assert_allclose(alone.logits[0], out.logits[1], atol=1e-5)
 
 
-@pytest.mark.parametrize("positional", ["rotary", "sinusoidal"])
+@pytest.mark.parametrize("positional", [pytest.param("rotary", marks=pytest.mark.slow),
+                                        "sinusoidal"])
 def test_packed_sequences_equal_separate_runs(positional):
     model, params, _ = _lm(positional=positional)
     a, b = _ids((1, 3), 64, 4), _ids((1, 4), 64, 5)
@@ -83,7 +84,7 @@ def test_packed_sequences_equal_separate_runs(positional):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["seq2seq", "lm"])
+@pytest.mark.parametrize("family", [pytest.param("seq2seq", marks=pytest.mark.slow), "lm"])
 def test_scan_and_unrolled_agree_with_converted_params(family):
     if family == "seq2seq":
         model, params, src, tgt = _seq2seq()
