@@ -88,6 +88,7 @@ def test_cosine_schedule_follows_cos_squared_and_clips_its_last_beta():
     f = np.cos((np.arange(timesteps + 1) / timesteps + s) / (1 + s) * np.pi / 2) ** 2
     abar = np.asarray(diff.alphas_cumprod(diff.cosine_betas(timesteps)), np.float64)
     np.testing.assert_allclose(abar[:-1], f[1:-1] / f[0], rtol=2e-4, atol=1e-7)
+    # abs=1e-6: abar is computed in float32 (its eps is 1.2e-7 near 1); the formula in float64.
     assert abar[0] == pytest.approx(f[1] / f[0], abs=1e-6) and abar[0] > 0.9999
     assert diff.cosine_betas(timesteps)[-1] == pytest.approx(0.999)  # 1 before the clip
     assert 0 < abar[-1] < 1e-6

@@ -31,6 +31,7 @@ def test_general_covariances_match_the_eigenvalues_of_the_product():
     want = np.sum((a.mean - b.mean) ** 2) + np.trace(a.cov) + np.trace(b.cov) - 2 * root_trace
     assert frechet_distance(a, b) == pytest.approx(want, rel=1e-8)
     assert frechet_distance(b, a) == pytest.approx(want, rel=1e-8)
+    # abs=1e-8: zero up to the float64 rounding of two eigendecompositions of 6x6 matrices.
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
 
 
