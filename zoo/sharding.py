@@ -12,7 +12,11 @@ Strategies (built-in tables; ``mesh.rules`` entries are put in front of them):
 * ``dp``       batch over ``data``; parameters replicated.
 * ``fsdp``     batch over ``data`` x ``fsdp``; parameters and optimizer state
                sharded over ``fsdp`` along ``embed`` (or, where a parameter has
-               no ``embed`` axis, along its hidden axis).
+               no ``embed`` axis, along its hidden axis). Stored split, each is
+               gathered whole where a step uses it: XLA inserts the all-gathers, and
+               the token table asks for its own (``zoo.nn.Embed``), since a lookup
+               into a table split along ``embed`` would make XLA rebuild the
+               looked-up rows in full on every device.
 * ``tp``       Megatron-style: ``heads``, ``kv_heads`` and ``mlp`` over ``tensor``
                (column-parallel in-projections, row-parallel out-projections);
                batch over ``data`` when the mesh has it.

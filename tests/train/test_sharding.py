@@ -256,23 +256,7 @@ def test_activation_constraints_are_in_the_lowered_program_only_under_the_mesh(m
     assert "tensor" in within and "fsdp" in within
 
 
-@pytest.mark.parametrize("model", ["rnn", "transformer"])
-def test_the_fsdp_step_compiles_without_an_involuntary_full_rematerialization(model, capfd):
-    """XLA's SPMD partitioner warns (on stderr, from C++) when it can only reshard a value by
-    rematerialising it whole. The embedding lookup into a table split along 'embed' did
-    so under FSDP; the table is now gathered where it is used. Compiled here with the
-    persistent cache off, so that the partitioner really runs."""
-    plan = sharding.make_plan(*MESHES["fsdp"], "fsdp")
-    config, state, step = _setup(model, plan, abstract=True)
-    batch = plan.global_batch(_batch(config))
-    cached = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    try:
-        with plan.activate():
-            step.lower(state, batch).compile()
-    finally:
-        jax.config.update("jax_enable_compilation_cache", cached)
-    assert "Involuntary full rematerialization" not in capfd.readouterr().err
+# The FSDP steps' compile without XLA's full rematerialization: test_fsdp_embedding.py.
 
 
 @pytest.mark.slow  # 35 s on 2 cores: a whole save on one mesh, a restore on another

@@ -121,18 +121,26 @@ class Embed(nn.Module):
             self.param_dtype,
         )
 
+    def _table(self) -> Array:
+        """[V, D] in ``dtype``, whole along D wherever it is read (split along V as the rules say).
+
+        FSDP stores the table split along D ('embed'), and, as for every other weight, it is
+        gathered where it is used. Left to itself XLA would look rows up in the split table:
+        the looked-up rows [B, T, D] would come out split along D for the whole batch, and
+        their gradients would have to go back from split along B to split along D. No
+        collective does either reshard, so XLA's partitioner builds the whole array on every
+        device and warns ("involuntary full rematerialization"). In ``attend`` the gather
+        also spares the backward pass a second all-reduce of the table's gradient.
+        """
+        table = jnp.asarray(self.embedding, self.dtype)  # [V, D]; cast before the gather
+        return nn.with_logical_constraint(table, ("vocab", None))
+
     def __call__(self, ids: Array) -> Array:
         """ids: [B, T] integer token ids -> [B, T, D] in ``dtype``."""
         if jnp.ndim(ids) != 2:
             raise ValueError(f"ids must be 2-D [B, T], got shape {jnp.shape(ids)}")
         check_token_ids(ids, self.num_embeddings)
-        table = jnp.asarray(self.embedding, self.dtype)  # [V, D]
-        # The table whole along D where it is used, as FSDP gathers every parameter: a lookup
-        # into a table split along D (FSDP's 'embed') would give rows split along D, which
-        # XLA can only turn into the batch-split activations by rematerialising them in full
-        # ("involuntary full rematerialization"); the vocabulary keeps its own rule.
-        table = nn.with_logical_constraint(table, ("vocab", None))
-        x = take_rows(table, ids)  # [B, T, D]
+        x = take_rows(self._table(), ids)  # [B, T, D]
         if self.scale_by_sqrt_dim:
             x = x * jnp.asarray(np.sqrt(self.features), self.dtype)
         return nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -147,9 +155,8 @@ class Embed(nn.Module):
             raise ValueError(
                 f"x must be [B, T, D] with D = features = {self.features}, got shape {x.shape}"
             )
-        table = jnp.asarray(self.embedding, self.dtype)  # [V, D]
         x = jnp.asarray(x, self.dtype)  # [B, T, D]
         logits = jnp.einsum(
-            "BTD,VD->BTV", x, table, preferred_element_type=jnp.float32
+            "BTD,VD->BTV", x, self._table(), preferred_element_type=jnp.float32
         )  # [B, T, V]
         return nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
