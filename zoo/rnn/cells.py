@@ -15,9 +15,12 @@ logical axis names so the sharding rules can place them:
     biases             [R]     ('mlp',)
 
 Two ways to run a stack of L layers, sharing these cells:
-  * `RNNStack`  a whole sequence, one `nn.RNN` (a scan) per layer, optionally
-    `nn.Bidirectional`, with `seq_lengths` so the final state of every row is
-    its state at its last real token, whatever the padding after it;
+  * `RNNStack`  a whole sequence, one scan per layer and direction, with
+    `seq_lengths` so the final state of every row is its state at its last
+    real token, whatever the padding after it. By default each layer is a
+    `zoo.rnn.hoisted.HoistedRNN` (input projection outside the time loop, its
+    own backward pass, the same params and values as flax's cell under
+    `nn.RNN`, which `hoist=False` runs);
   * `CellStack` one time step through all layers, for decoders whose input at
     step t depends on the output at t-1 (input feeding, Bahdanau attention).
 
@@ -34,6 +37,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo.rnn.hoisted import HoistedRNN
+
 Carry = Any  # one cell's carry: [B, R] (rnn, gru) or a (c, h) pair of them (lstm)
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
@@ -49,15 +54,22 @@ _HIDDEN: dict[str, Callable[[Carry], jax.Array]] = {
 }
 
 
+# (input kernel, recurrent kernel, bias) initializers of every cell, logically named.
+INITIALIZERS = (
+    nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "mlp")),
+    nn.with_logical_partitioning(nn.initializers.orthogonal(), ("recurrent", "mlp")),
+    nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",)),
+)
+
+
 def make_cell(kind: str, features: int, *, dtype, param_dtype, name: str | None = None):
     """A flax cell of `kind` (a key of CELLS) with logically named parameters."""
+    kernel_init, recurrent_kernel_init, bias_init = INITIALIZERS
     return CELLS[kind](
         features=features,
-        kernel_init=nn.with_logical_partitioning(
-            nn.initializers.lecun_normal(), ("embed", "mlp")),
-        recurrent_kernel_init=nn.with_logical_partitioning(
-            nn.initializers.orthogonal(), ("recurrent", "mlp")),
-        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("mlp",)),
+        kernel_init=kernel_init,
+        recurrent_kernel_init=recurrent_kernel_init,
+        bias_init=bias_init,
         dtype=dtype,
         param_dtype=param_dtype,
         name=name,
@@ -99,6 +111,11 @@ class RNNStack(nn.Module):
     concatenation [B, T, 2R]; its final state is the concatenation too. Param
     names: `layers_{i}` (unidirectional); `forward_rnn`, `backward_rnn` for the
     first bidirectional layer, then `forward_rnn_{i}`, `backward_rnn_{i}`.
+
+    `hoist=True` runs each layer as a `zoo.rnn.hoisted.HoistedRNN` (the input
+    projection of all T steps as one matmul outside the time loop); False runs
+    flax's cell under `nn.RNN`. Same params, same values and gradients either
+    way; only False has forward-mode derivatives (`jax.jvp`, `jax.jacfwd`).
     """
 
     cell: str
@@ -108,19 +125,23 @@ class RNNStack(nn.Module):
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    hoist: bool = True
 
     def setup(self):
-        def rnn(name):
+        def rnn(name, reverse=False):
+            if self.hoist:
+                return HoistedRNN(self.cell, self.features, INITIALIZERS, reverse=reverse,
+                                  dtype=self.dtype, param_dtype=self.param_dtype, name=name)
             cell = make_cell(self.cell, self.features, dtype=self.dtype,
                              param_dtype=self.param_dtype)
-            return nn.RNN(cell, return_carry=True, name=name)
+            # reverse + keep_order: what nn.Bidirectional asks of its backward RNN.
+            return nn.RNN(cell, return_carry=True, reverse=reverse, keep_order=True, name=name)
 
         def layer(i):
             if self.bidirectional:
-                # RNNs made here belong to this stack, not to the Bidirectional
-                # (which holds no params), so their names must differ per layer.
+                # Named per layer: all of them are this stack's children.
                 forward, backward = _direction_names(i)
-                return nn.Bidirectional(rnn(forward), rnn(backward), return_carry=True)
+                return rnn(forward), rnn(backward, reverse=True)
             return rnn(None)  # auto-named layers_i
 
         self.layers = [layer(i) for i in range(self.num_layers)]
@@ -146,7 +167,10 @@ class RNNStack(nn.Module):
                 x = self.dropout(x, deterministic=deterministic)  # [B, T, R or 2R]
             if self.bidirectional:
                 zero = zero_carry(self.cell, batch, self.features, self.dtype)
-                (fwd, bwd), x = layer(x, initial_carry=(zero, zero), seq_lengths=seq_lengths)
+                forward, backward = layer
+                fwd, y_fwd = forward(x, initial_carry=zero, seq_lengths=seq_lengths)
+                bwd, y_bwd = backward(x, initial_carry=zero, seq_lengths=seq_lengths)
+                x = jnp.concatenate([y_fwd, y_bwd], axis=-1)  # [B, T, 2R]
                 finals.append(concat_carries(fwd, bwd))  # leaves [B, 2R]
             else:
                 carry = (zero_carry(self.cell, batch, self.features, self.dtype)
