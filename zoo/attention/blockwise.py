@@ -2,7 +2,8 @@
 
 Glossary: B batch, T query length, S key length, N query heads, K key/value
 heads, G = N // K query heads per key/value head, H head dim; Q and J are the
-query- and key-block sizes, nq and nk the numbers of blocks.
+query- and key-block sizes, nq and nk the numbers of blocks, M = G * Q the rows
+of a tile (the G query heads that share a key/value head, times Q queries).
 
 Forward: for every block of Q queries, walk over key blocks of J keys with an
 online softmax (running max ``m``, running sum ``l``, unnormalised output
@@ -17,6 +18,14 @@ a causal call does about half the work. Blocks where no query and key share a
 segment are skipped with ``lax.cond``, and tiles wholly inside the allowed
 region skip building the mask. Lengths need not be multiples of the
 block sizes: inputs are padded and the padding is masked.
+
+Layout: q, k, v and the output stay in the caller's [B, T, N, H] layout; each
+loop step slices its block with ``dynamic_slice`` and transposes only that
+block, so no transposed copy of q, k or v is built (a padded one only when a
+length is not a multiple of its block size). The scale is applied inside
+``exp`` (and to the [M] row maxima) rather than to every logit, unless a bias
+has to be added to scaled logits. The backward builds its tiles key-major,
+[J, M], which every one of its five products can use without a transpose.
 
 A query row with no allowed key ends with ``l == 0`` and returns zeros, as the
 reference does.
@@ -47,13 +56,14 @@ class _Static(NamedTuple):
     s: int  # true key length
     bq: int
     bk: int
+    fold: bool  # no bias and scale > 0: the scale rides inside exp, not on every logit
 
 
 class _Aux(NamedTuple):
     """Non-differentiable inputs (arrays or None)."""
 
     mask: jax.Array | None  # [Bm, K|1, G|1, Tp|1, Sp|1] bool
-    q_seg: jax.Array | None  # [nq, B, Q]
+    q_seg: jax.Array | None  # [B, Tp]
     kv_seg: jax.Array | None  # [B, Sp]
     q_offset: jax.Array  # [B] or [1] int32
     q_lengths: jax.Array | None  # [B]
@@ -86,8 +96,11 @@ def _tile(x, row0, col0, bq: int, bk: int):
     return x
 
 
-def _tile_mask(st: _Static, aux: _Aux, qi, kb, q_seg_blk):
-    """Mask of tile (query block qi, key block kb): [B|1, K|1, G|1, Q, J] bool or None."""
+def _tile_mask(st: _Static, aux: _Aux, qi, kb, q_seg_blk, g: int):
+    """Mask of tile (query block qi, key block kb) as rows: [B|1, K|1, M, J] bool.
+
+    Only called for tiles that :func:`_tile_needs_mask` says may hold a masked entry.
+    """
     q_idx = qi * st.bq + jnp.arange(st.bq)
     k_idx = kb * st.bk + jnp.arange(st.bk)
     kv_seg = None
@@ -104,16 +117,57 @@ def _tile_mask(st: _Static, aux: _Aux, qi, kb, q_seg_blk):
         mask = mask[:, None, None]  # [B|1, 1, 1, Q, J]
     if aux.mask is not None:
         mask = masks.combine_masks(mask, _tile(aux.mask, qi * st.bq, kb * st.bk, st.bq, st.bk))
-    return mask
+    return _rows(mask, g, st.bq)
 
 
-def _logits(st: _Static, qb, kblk, bias, qi, kb):
-    """Scaled logits of one tile: [B, K, G, Q, J] float32."""
-    s = jnp.einsum("BKGQH,BKJH->BKGQJ", qb, kblk, preferred_element_type=jnp.float32)
+def _rows(x, g: int, bq: int):
+    """[X, Y, G|1, Q|1, J|1] mask/bias tile -> [X, Y, M, J|1] with M = G * Q, the rows of a tile.
+
+    Tiles keep the G query heads of a key/value head and the Q queries on one axis: a
+    size-1 G (MHA) would otherwise make XLA copy every [Q, J] tile to relayout it.
+    """
+    x0, x1, _, _, j = x.shape
+    return jnp.broadcast_to(x, (x0, x1, g, bq, j)).reshape(x0, x1, g * bq, j)
+
+
+def _finish_logits(st: _Static, s, bias_rows):
+    """Scale and bias raw q.k products, unless the scale rides inside ``exp`` (``st.fold``)."""
+    if st.fold:
+        return s
     s = s * st.scale
-    if bias is not None:
-        s = s + _tile(bias, qi * st.bq, kb * st.bk, st.bq, st.bk).astype(jnp.float32)
-    return s
+    return s if bias_rows is None else s + bias_rows.astype(jnp.float32)
+
+
+def _scaled_exp(st: _Static, s, shift):
+    """exp(logits - shift) for a tile ``s`` from :func:`_finish_logits`."""
+    if st.fold:
+        return jnp.exp(s * st.scale - shift)
+    return jnp.exp(s - shift)
+
+
+def _query_rows(x, qi, bq: int, kh: int):
+    """Query block ``qi`` of [B, Tp, N, H] as [B, K, M, H] rows (a block-sized copy)."""
+    b, _, n, h = x.shape
+    x = lax.dynamic_slice_in_dim(x, qi * bq, bq, axis=1).reshape(b, bq, kh, n // kh, h)
+    return x.transpose(0, 2, 3, 1, 4).reshape(b, kh, n // kh * bq, h)  # [B, K, M, H]
+
+
+def _row_stat(x, qi, bq: int, kh: int):
+    """Block ``qi`` of a per-row statistic [B, N, Tp] as [B, K, M]."""
+    b, n, _ = x.shape
+    return lax.dynamic_slice_in_dim(x, qi * bq, bq, axis=2).reshape(b, kh, n // kh * bq)
+
+
+def _key_block(x, kb, bk: int):
+    """Key block ``kb`` of [B, Sp, K, H] as [B, K, J, H] (a block-sized copy)."""
+    return lax.dynamic_slice_in_dim(x, kb * bk, bk, axis=1).transpose(0, 2, 1, 3)
+
+
+def _q_seg_block(st: _Static, aux: _Aux, qi):
+    """Segment ids of query block ``qi``: [B, Q], or None."""
+    if aux.q_seg is None:
+        return None
+    return lax.dynamic_slice_in_dim(aux.q_seg, qi * st.bq, st.bq, axis=1)
 
 
 def _key_block_range(st: _Static, aux: _Aux, qi):
@@ -221,30 +275,38 @@ def _maybe_skip(aux: _Aux, st: _Static, q_seg_blk, kb, body, carry):
     return lax.cond(_segments_meet(aux, q_seg_blk, kv_seg_blk), body, lambda c: c, carry)
 
 
-def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
-    """q_blocks [nq, B, K, G, Q, H], k_t/v_t [B, K, Sp, H] -> out blocks, lse blocks."""
-    _, b, kh, g, bq, h = q_blocks.shape
+def _forward(st: _Static, q, k, v, bias, aux: _Aux):
+    """q [B, Tp, N, H], k/v [B, Sp, K, H] -> out [B, Tp, N, H], lse [B, N, Tp]."""
+    b, tp, n, h = q.shape
+    kh = k.shape[2]
+    g = n // kh
+    m_rows = g * st.bq
 
-    def one_query_block(args):
-        qi, qb, q_seg_blk = args  # qb [B, K, G, Q, H]
+    def one_query_block(qi, carry):
+        out, lse = carry
+        qb = _query_rows(q, qi, st.bq, kh)  # [B, K, M, H]
+        q_seg_blk = _q_seg_block(st, aux, qi)  # [B, Q] or None
 
         def key_step(j, carry):
             kb = first + j
 
             def compute(carry, masked):
-                m, l, acc = carry
-                kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
-                vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
-                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, J]
-                valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
-                if valid is not None:
-                    s = jnp.where(valid, s, -jnp.inf)
-                m_new = jnp.maximum(m, jnp.max(s, axis=-1))  # [B, K, G, Q]
+                m, l, acc = carry  # m is in the units of s (raw products when the scale folds)
+                kblk = _key_block(k, kb, st.bk)  # [B, K, J, H]
+                vblk = _key_block(v, kb, st.bk)  # [B, K, J, H]
+                s = jnp.einsum("BKMH,BKJH->BKMJ", qb, kblk, preferred_element_type=jnp.float32)
+                bias_rows = None if bias is None else _rows(
+                    _tile(bias, qi * st.bq, kb * st.bk, st.bq, st.bk), g, st.bq)
+                s = _finish_logits(st, s, bias_rows)  # [B, K, M, J]
+                if masked:
+                    s = jnp.where(_tile_mask(st, aux, qi, kb, q_seg_blk, g), s, -jnp.inf)
+                m_new = jnp.maximum(m, jnp.max(s, axis=-1))  # [B, K, M]
                 m_safe = jnp.where(jnp.isneginf(m_new), 0.0, m_new)
-                p = jnp.exp(s - m_safe[..., None])  # [B, K, G, Q, J]
-                alpha = jnp.exp(m - m_safe)  # [B, K, G, Q]
+                shift = m_safe * st.scale if st.fold else m_safe  # [B, K, M]
+                p = _scaled_exp(st, s, shift[..., None])  # [B, K, M, J]
+                alpha = _scaled_exp(st, m, shift)  # [B, K, M]
                 l = alpha * l + jnp.sum(p, axis=-1)
-                pv = jnp.einsum("BKGQJ,BKJH->BKGQH", p.astype(v_t.dtype), vblk,
+                pv = jnp.einsum("BKMJ,BKJH->BKMH", p.astype(v.dtype), vblk,
                                 preferred_element_type=jnp.float32)
                 return m_new, l, acc * alpha[..., None] + pv
 
@@ -255,61 +317,77 @@ def _forward(st: _Static, q_blocks, k_t, v_t, bias, aux: _Aux):
 
         first, count = _key_block_range(st, aux, qi)
         init = (
-            jnp.full((b, kh, g, bq), -jnp.inf, jnp.float32),
-            jnp.zeros((b, kh, g, bq), jnp.float32),
-            jnp.zeros((b, kh, g, bq, h), jnp.float32),
+            jnp.full((b, kh, m_rows), -jnp.inf, jnp.float32),
+            jnp.zeros((b, kh, m_rows), jnp.float32),
+            jnp.zeros((b, kh, m_rows, h), jnp.float32),
         )
         m, l, acc = lax.fori_loop(0, count, key_step, init)
         seen = l > 0
-        out = acc / jnp.where(seen, l, 1.0)[..., None]  # [B, K, G, Q, H]
-        lse = jnp.where(seen, m + jnp.log(jnp.where(seen, l, 1.0)), 0.0)  # [B, K, G, Q]
-        return out.astype(q_blocks.dtype), lse
+        ob = acc / jnp.where(seen, l, 1.0)[..., None]  # [B, K, M, H]
+        top = m * st.scale if st.fold else m
+        lse_b = jnp.where(seen, top + jnp.log(jnp.where(seen, l, 1.0)), 0.0)  # [B, K, M]
+        ob = ob.reshape(b, kh, g, st.bq, h).transpose(0, 3, 1, 2, 4)  # [B, Q, K, G, H]
+        ob = ob.reshape(b, st.bq, n, h).astype(out.dtype)  # [B, Q, N, H]
+        out = lax.dynamic_update_slice_in_dim(out, ob, qi * st.bq, axis=1)
+        lse = lax.dynamic_update_slice_in_dim(lse, lse_b.reshape(b, n, st.bq), qi * st.bq, axis=2)
+        return out, lse
 
-    nq = q_blocks.shape[0]
-    # Without segments aux.q_seg is None, an empty pytree that lax.map passes through.
-    return lax.map(one_query_block, (jnp.arange(nq), q_blocks, aux.q_seg))
+    init = (jnp.zeros(q.shape, q.dtype), jnp.zeros((b, n, tp), jnp.float32))
+    return lax.fori_loop(0, tp // st.bq, one_query_block, init)
 
 
-def _backward(st: _Static, res, d_out_blocks):
-    q_blocks, k_t, v_t, bias, aux, out_blocks, lse = res
-    nq, b, kh, g, bq, h = q_blocks.shape
-    sp = k_t.shape[2]
-    nk = sp // st.bk
+def _backward(st: _Static, res, d_out):
+    """Gradients for q [B, Tp, N, H], k/v [B, Sp, K, H] and the bias.
+
+    Tiles are key-major, [B, K, J, M]: every product then contracts a tile over its
+    last axis or its rows over J, so no [M, J] tile is ever transposed (those copies
+    cost more than the matmuls, and most with GQA, whose tiles have G times more rows).
+    """
+    q, k, v, bias, aux, out, lse = res
+    b, tp, n, h = q.shape
+    kh = k.shape[2]
+    g = n // kh
     # D_i = sum_h dO_i * O_i: the softmax-Jacobian term, one number per query row.
-    delta = jnp.sum(d_out_blocks.astype(jnp.float32) * out_blocks.astype(jnp.float32),
-                    axis=-1)  # [nq, B, K, G, Q]
+    delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)  # [B, Tp, N]
+    delta = delta.transpose(0, 2, 1)  # [B, N, Tp]
 
-    def one_key_block(carry, kb):
-        dq, dbias = carry
-        kblk = lax.dynamic_slice_in_dim(k_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
-        vblk = lax.dynamic_slice_in_dim(v_t, kb * st.bk, st.bk, axis=2)  # [B, K, J, H]
+    def one_key_block(kb, carry):
+        dq, dk, dv, dbias = carry
+        kblk = _key_block(k, kb, st.bk)  # [B, K, J, H]
+        vblk = _key_block(v, kb, st.bk)  # [B, K, J, H]
+        k_hj = kblk.transpose(0, 1, 3, 2)  # [B, K, H, J]
 
         def query_step(j, inner):
             qi = first + j
-            q_seg_blk = None if aux.q_seg is None else aux.q_seg[qi]
+            q_seg_blk = _q_seg_block(st, aux, qi)
 
             def compute(inner, masked):
-                dq, dbias, dk, dv = inner
-                qb = q_blocks[qi]  # [B, K, G, Q, H]
-                dob = d_out_blocks[qi]  # [B, K, G, Q, H]
-                s = _logits(st, qb, kblk, bias, qi, kb)  # [B, K, G, Q, J]
-                p = jnp.exp(s - lse[qi][..., None])
-                valid = _tile_mask(st, aux, qi, kb, q_seg_blk) if masked else None
-                if valid is not None:
+                dq, dbias, dkb, dvb = inner
+                qb = _query_rows(q, qi, st.bq, kh)  # [B, K, M, H]
+                dob = _query_rows(d_out, qi, st.bq, kh)  # [B, K, M, H]
+                s = jnp.einsum("BKJH,BKMH->BKJM", kblk, qb, preferred_element_type=jnp.float32)
+                bias_rows = None if bias is None else _rows(
+                    _tile(bias, qi * st.bq, kb * st.bk, st.bq, st.bk), g, st.bq).swapaxes(2, 3)
+                s = _finish_logits(st, s, bias_rows)  # [B, K, J, M]
+                lse_b = _row_stat(lse, qi, st.bq, kh)[:, :, None]  # [B, K, 1, M]
+                p = _scaled_exp(st, s, lse_b)  # [B, K, J, M]
+                if masked:
+                    valid = _tile_mask(st, aux, qi, kb, q_seg_blk, g).swapaxes(2, 3)
                     p = jnp.where(valid, p, 0.0)
-                dv = dv + jnp.einsum("BKGQJ,BKGQH->BKJH", p.astype(dob.dtype), dob,
-                                     preferred_element_type=jnp.float32)
-                dp = jnp.einsum("BKGQH,BKJH->BKGQJ", dob, vblk,
-                                preferred_element_type=jnp.float32)
-                ds = p * (dp - delta[qi][..., None])  # [B, K, G, Q, J] dL/dlogits
-                dq_blk = jnp.einsum("BKGQJ,BKJH->BKGQH", ds.astype(kblk.dtype), kblk,
-                                    preferred_element_type=jnp.float32) * st.scale
+                dvb = dvb + jnp.einsum("BKJM,BKMH->BKJH", p.astype(dob.dtype), dob,
+                                       preferred_element_type=jnp.float32)
+                dp = jnp.einsum("BKJH,BKMH->BKJM", vblk, dob, preferred_element_type=jnp.float32)
+                delta_b = _row_stat(delta, qi, st.bq, kh)[:, :, None]  # [B, K, 1, M]
+                ds = p * (dp - delta_b)  # [B, K, J, M] dL/dlogits
+                dkb = dkb + jnp.einsum("BKJM,BKMH->BKJH", ds.astype(qb.dtype), qb,
+                                       preferred_element_type=jnp.float32)
+                dq_blk = jnp.einsum("BKHJ,BKJM->BKHM", k_hj, ds.astype(k.dtype),
+                                    preferred_element_type=jnp.float32)
                 dq = dq.at[qi].add(dq_blk)
-                dk = dk + jnp.einsum("BKGQJ,BKGQH->BKJH", ds.astype(qb.dtype), qb,
-                                     preferred_element_type=jnp.float32) * st.scale
                 if dbias is not None:
-                    dbias = _add_bias_grad(st, dbias, ds, qi, kb)
-                return dq, dbias, dk, dv
+                    ds_gqj = ds.swapaxes(2, 3).reshape(b, kh, g, st.bq, st.bk)  # [B, K, G, Q, J]
+                    dbias = _add_bias_grad(st, dbias, ds_gqj, qi, kb)
+                return dq, dbias, dkb, dvb
 
             def tile(inner):
                 return _masked_or_not(st, aux, qi, kb, compute, inner)
@@ -318,18 +396,26 @@ def _backward(st: _Static, res, d_out_blocks):
 
         first, count = _query_block_range(st, aux, kb)
         zeros = jnp.zeros((b, kh, st.bk, h), jnp.float32)
-        dq, dbias, dk, dv = lax.fori_loop(0, count, query_step, (dq, dbias, zeros, zeros))
-        return (dq, dbias), (dk, dv)
+        dq, dbias, dkb, dvb = lax.fori_loop(0, count, query_step, (dq, dbias, zeros, zeros))
+        dkb = (dkb * st.scale).transpose(0, 2, 1, 3)  # [B, J, K, H]
+        dvb = dvb.transpose(0, 2, 1, 3)  # [B, J, K, H]
+        dk = lax.dynamic_update_slice_in_dim(dk, dkb.astype(dk.dtype), kb * st.bk, axis=1)
+        dv = lax.dynamic_update_slice_in_dim(dv, dvb.astype(dv.dtype), kb * st.bk, axis=1)
+        return dq, dk, dv, dbias
 
-    dq0 = jnp.zeros(q_blocks.shape, jnp.float32)
-    dbias0 = None if bias is None else jnp.zeros(bias.shape, jnp.float32)
-    (dq, dbias), (dk, dv) = lax.scan(one_key_block, (dq0, dbias0), jnp.arange(nk))
-    # dk, dv: [nk, B, K, J, H] -> [B, K, Sp, H]
-    dk = jnp.moveaxis(dk, 0, 2).reshape(b, kh, sp, h)
-    dv = jnp.moveaxis(dv, 0, 2).reshape(b, kh, sp, h)
+    nq = tp // st.bq
+    init = (
+        jnp.zeros((nq, b, kh, h, g * st.bq), jnp.float32),  # dq, head dim before rows
+        jnp.zeros(k.shape, k.dtype),
+        jnp.zeros(v.shape, v.dtype),
+        None if bias is None else jnp.zeros(bias.shape, jnp.float32),
+    )
+    dq, dk, dv, dbias = lax.fori_loop(0, k.shape[1] // st.bk, one_key_block, init)
+    dq = (dq * st.scale).reshape(nq, b, kh, h, g, st.bq)
+    dq = dq.transpose(1, 0, 5, 2, 4, 3).reshape(q.shape)  # [B, Tp, N, H]
     if dbias is not None:
         dbias = dbias.astype(bias.dtype)
-    return dq.astype(q_blocks.dtype), dk.astype(k_t.dtype), dv.astype(v_t.dtype), dbias
+    return dq.astype(q.dtype), dk, dv, dbias
 
 
 def _add_bias_grad(st: _Static, dbias, ds, qi, kb):
@@ -348,14 +434,14 @@ def _add_bias_grad(st: _Static, dbias, ds, qi, kb):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _attention_blocks(st, q_blocks, k_t, v_t, bias, aux):
-    out, _ = _forward(st, q_blocks, k_t, v_t, bias, aux)
+def _attention_blocks(st, q, k, v, bias, aux):
+    out, _ = _forward(st, q, k, v, bias, aux)
     return out
 
 
-def _attention_blocks_fwd(st, q_blocks, k_t, v_t, bias, aux):
-    out, lse = _forward(st, q_blocks, k_t, v_t, bias, aux)
-    return out, (q_blocks, k_t, v_t, bias, aux, out, lse)
+def _attention_blocks_fwd(st, q, k, v, bias, aux):
+    out, lse = _forward(st, q, k, v, bias, aux)
+    return out, (q, k, v, bias, aux, out, lse)
 
 
 def _attention_blocks_bwd(st, res, d_out):
@@ -373,20 +459,19 @@ def attention(q, k, v, spec: Spec, *, block_q: int = DEFAULT_BLOCK_Q,
         raise ValueError(f"block_q and block_k must be positive, got {block_q}, {block_k}")
     b, t, n, h = q.shape
     _, s, kh, _ = k.shape
-    g = n // kh
     bq, bk = min(block_q, t), min(block_k, s)
-    nq, nk = _ceil_div(t, bq), _ceil_div(s, bk)
-    tp, sp = nq * bq, nk * bk
-    st = _Static(spec.scale, spec.is_causal, spec.local_window, t, s, bq, bk)
+    tp, sp = _ceil_div(t, bq) * bq, _ceil_div(s, bk) * bk
+    fold = spec.bias is None and spec.scale > 0  # max(scale * s) = scale * max(s) needs scale > 0
+    st = _Static(spec.scale, spec.is_causal, spec.local_window, t, s, bq, bk, fold)
 
-    q_blocks = _pad_axis(q, 1, tp, 0).reshape(b, nq, bq, kh, g, h)
-    q_blocks = q_blocks.transpose(1, 0, 3, 4, 2, 5)  # [nq, B, K, G, Q, H]
-    k_t = _pad_axis(k, 1, sp, 0).transpose(0, 2, 1, 3)  # [B, K, Sp, H]
-    v_t = _pad_axis(v, 1, sp, 0).transpose(0, 2, 1, 3)  # [B, K, Sp, H]
+    # Tiles are sliced from the caller's layout inside the loops; only ragged lengths pay
+    # for a padded copy.
+    q_p = _pad_axis(q, 1, tp, 0)  # [B, Tp, N, H]
+    k_p = _pad_axis(k, 1, sp, 0)  # [B, Sp, K, H]
+    v_p = _pad_axis(v, 1, sp, 0)  # [B, Sp, K, H]
     q_seg = kv_seg = None
     if spec.q_segment_ids is not None:
-        q_seg = _pad_axis(spec.q_segment_ids, 1, tp, -1)
-        q_seg = q_seg.reshape(b, nq, bq).transpose(1, 0, 2)  # [nq, B, Q]
+        q_seg = _pad_axis(spec.q_segment_ids, 1, tp, -1)  # [B, Tp]
         kv_seg = _pad_axis(spec.kv_segment_ids, 1, sp, -2)  # [B, Sp]
     aux = _Aux(
         mask=_dense_to_groups(spec.mask, kh, tp, sp, False),
@@ -397,6 +482,5 @@ def attention(q, k, v, spec: Spec, *, block_q: int = DEFAULT_BLOCK_Q,
         kv_lengths=spec.kv_lengths,
     )
     bias = _dense_to_groups(spec.bias, kh, tp, sp, 0)
-    out = _attention_blocks(st, q_blocks, k_t, v_t, bias, aux)  # [nq, B, K, G, Q, H]
-    out = out.transpose(1, 0, 4, 2, 3, 5).reshape(b, tp, n, h)  # [B, Tp, N, H]
-    return out[:, :t]
+    out = _attention_blocks(st, q_p, k_p, v_p, bias, aux)  # [B, Tp, N, H]
+    return out if tp == t else out[:, :t]
