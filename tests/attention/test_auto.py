@@ -1,8 +1,9 @@
-"""`auto`'s CPU rule picks the kernel the committed sweep measured fastest.
+"""`auto`'s CPU rule picks the kernel measured fastest.
 
-Each expectation below is read off benchmarks/results/attention.md (2026-11-27; B=4, N=8,
-H=64; ratios are the loser's time over the winner's), not derived from the rule; a training
-step (forward+backward) decides where forward and forward+backward disagree.
+Each expectation below is read off a measurement, not derived from the rule: the committed
+sweep benchmarks/results/attention.md (B=4, N=8, H=64) and, for float32 GQA, an A/B of `xla`
+against `blockwise` after blockwise's backward was rebuilt (2026-12-03; times are `xla`'s over
+`blockwise`'s, so above 1 means blockwise wins).
 """
 
 import jax
@@ -27,23 +28,21 @@ EXPECTED = [
     # 2-4.4x ahead at T=S=2048, both ways
     ((2048, 2048, 8, 8, F32, {}), "blockwise"),
     ((2048, 2048, 8, 8, F32, dict(is_causal=True)), "blockwise"),
-    # float32 GQA fwd+bwd: xla 1.49x ahead at 512 and 1.28x at 2048 non-causal, 1.31x causal 512
-    ((512, 512, 8, 2, F32, {}), "xla"),
-    ((2048, 2048, 8, 2, F32, {}), "xla"),
-    ((512, 512, 8, 2, F32, dict(is_causal=True)), "xla"),
-    # ... but blockwise 1.48x ahead causal at 2048 (and 1.40x at 1024, re-timed 2026-12-03)
+    # float32 GQA (K=2): fwd+bwd 1.65x (256), 1.02x (512), 1.27x (1024), 1.31x (2048)
+    # non-causal; 1.03x (512) and 2.11x (2048) causal; the forward alone 1.4-4.2x
+    ((256, 256, 8, 2, F32, {}), "blockwise"),
+    ((512, 512, 8, 2, F32, {}), "blockwise"),
+    ((2048, 2048, 8, 2, F32, {}), "blockwise"),
+    ((512, 512, 8, 2, F32, dict(is_causal=True)), "blockwise"),
     ((2048, 2048, 8, 2, F32, dict(is_causal=True)), "blockwise"),
-    ((1024, 1024, 8, 2, F32, dict(is_causal=True)), "blockwise"),
     # bfloat16 GQA: blockwise ahead in every cell (1.7-7.3x), causal or not
     ((512, 512, 8, 2, BF16, {}), "blockwise"),
     ((2048, 2048, 8, 2, BF16, dict(is_causal=True)), "blockwise"),
-    # MQA is grouped attention too (K=1 < N)
-    ((512, 512, 8, 1, F32, {}), "xla"),
-    # past the largest measured float32 GQA cell, xla's T x S logits only grow: blockwise
-    ((4096, 4096, 8, 2, F32, {}), "blockwise"),
     # decoding: one query against cached keys, below the smallest measured cell: xla
     ((1, 2048, 8, 2, F32, dict(is_causal=True, q_offset=2047)), "xla"),
     ((1, 2048, 8, 8, F32, {}), "xla"),
+    # and any call under 128 x 128 logits
+    ((64, 64, 8, 8, F32, {}), "xla"),
 ]
 
 
@@ -60,15 +59,6 @@ def test_cpu_rule_picks_the_measured_winner(case, want):
     spec = check(q, kv, kv, **{**_DEFAULTS, **options})
     assert resolve_implementation(None, q, kv, spec) == want
     assert resolve_implementation("auto", q, kv, spec) == want
-
-
-def test_local_window_counts_as_causal():
-    """A window skips key blocks in blockwise as causal does (float32 GQA, T=S=1024)."""
-    q, kv = _shapes(1024, 1024, 8, 2, F32)
-    full = check(q, kv, kv, **_DEFAULTS)
-    windowed = check(q, kv, kv, **{**_DEFAULTS, "local_window": 128})
-    assert resolve_implementation(None, q, kv, full) == "xla"
-    assert resolve_implementation(None, q, kv, windowed) == "blockwise"
 
 
 def test_auto_on_the_blockwise_side_matches_reference():

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 
 from zoo.attention import blockwise, jax_nn, pallas, reference
 from zoo.attention.spec import Spec, check
@@ -38,24 +37,14 @@ _PREFERENCES = {
     "tpu": ("pallas_tpu", "blockwise"),
 }
 
-# CPU, from the sweep in benchmarks/results/attention.md (2026-11-27; 2 cores, B=4, N=8, H=64,
-# T=S 128..8192). `blockwise` is the fastest zoo kernel, or within 2% of `xla` (T=S=128 and 256,
-# non-causal forward), in every MHA cell and every bfloat16 cell. The exception is float32 GQA
-# (K < N) forward+backward, where `blockwise`'s backward is slow: `xla` is 1.49x (T=S=512) and
-# 1.28x (2048) faster non-causal, 1.31x faster causal at 512, but causal at 1024 (a re-timing on
-# 2026-12-03) and 2048 `blockwise` wins by 1.40x and 1.48x. In those same float32 GQA cells the
-# forward alone is 2.5-4.2x faster with `blockwise`. `_auto` cannot see whether a backward pass
-# follows, so it takes what a training step (forward+backward) needs.
-# (dtype, K < N, causal or local window) -> the largest T * S logits per (batch, head) at which
-# `xla` is chosen; `blockwise` above it, and for every key not listed. A local window counts as
-# causal: `blockwise` skips the key blocks outside either, which is what turns the causal cells.
-_CPU_XLA_MAX_LOGITS = {
-    ("float32", True, False): 2048 * 2048,  # largest measured; past it xla's logits grow as T*S
-    ("float32", True, True): 512 * 512,
-}
-# Below the sweep's smallest cell (T=S=128) `xla` stays the choice: blockwise's tiling has
-# nothing to save there, and ad hoc timings of decoding (T=1, S=1024..4096; 2026-12-03, loaded
-# machine) had `xla` ahead in forward+backward and level or ahead in the forward.
+# CPU: `blockwise` from 128 x 128 logits up. In the sweep of benchmarks/results/attention.md
+# (2 cores, B=4, N=8, H=64, T=S 128..8192) it is the fastest zoo kernel, or within 3% of `xla`,
+# in every cell: MHA and GQA, float32 and bfloat16, causal or not, forward and forward+backward.
+# (Until 2026-12-03 its float32 GQA backward was 1.3-1.5x slower than `xla`'s at T=S 512-2048,
+# and `auto` picked `xla` there; the key-major backward tiles removed that.)
+# Below the sweep's smallest cell `xla` stays the choice: blockwise's tiling has nothing to
+# save there, and ad hoc timings of decoding (T=1, S=1024..4096; 2026-12-03, loaded machine)
+# had `xla` ahead in forward+backward and level or ahead in the forward.
 _CPU_MIN_MEASURED_LOGITS = 128 * 128
 
 
@@ -65,11 +54,7 @@ def _auto(q, k, spec: Spec) -> str:
         if IMPLEMENTATIONS[name][1](q, k, spec) is None:
             return name
     logits = q.shape[1] * k.shape[1]  # T * S
-    if logits < _CPU_MIN_MEASURED_LOGITS:
-        return "xla"
-    key = (jnp.dtype(q.dtype).name, k.shape[2] < q.shape[2],
-           spec.is_causal or spec.local_window is not None)
-    return "xla" if logits <= _CPU_XLA_MAX_LOGITS.get(key, 0) else "blockwise"
+    return "xla" if logits < _CPU_MIN_MEASURED_LOGITS else "blockwise"
 
 
 def resolve_implementation(implementation: str | None, q, k, spec: Spec) -> str:
