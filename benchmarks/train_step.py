@@ -146,18 +146,35 @@ def _images(config, b):
         jnp.float32)  # [B, ...] in {0, 1}, valid for both likelihoods and tanh outputs
 
 
+def _family_batch(kind: str, config, b: int) -> dict:
+    """A batch as the data pipeline feeds family ``kind``: float32 'x' [B, ...] (grey
+    levels 0..255 for the 8-bit likelihoods, points for the EBM), int32 'label' [B]."""
+    key = jax.random.key(1)
+    if kind in ("pixelcnn", "flow"):
+        return {"x": jax.random.randint(key, (b, *config.data_shape), 0, 256).astype(
+            jnp.float32)}
+    if kind == "ebm":
+        return {"x": jax.random.normal(key, (b, *config.data_shape))}  # [B, 2]
+    batch = {"x": _images(config, b)}
+    if kind == "classifier":
+        batch["label"] = jax.random.randint(key, (b,), 0, config.num_classes)  # [B]
+    return batch
+
+
 def family_step(kind: str, name: str, config, b: int):
-    """The training core's step of family ``kind`` ('vae', 'gan') on preset ``name``:
+    """The training core's step of family ``kind`` ('vae', 'gan', ...) on preset ``name``:
     (run, compile s, examples per step). State in, state out, donated, as the loop runs it."""
     run_config = config_lib.base_config()  # the family reads only its model's name
     run_config.family = kind
     run_config.model = ml_collections.ConfigDict({"name": name})
+    if kind == "diffusion":  # the family checks its (unused here) sampler against T
+        run_config.eval.sample_steps = min(run_config.eval.sample_steps, config.timesteps)
     family = families.make(config_lib.validate(run_config))
     model = registry.get(name).module(config=config)
     state = jax.jit(lambda rng: family.init_state(model, optax.adam(LR), rng))(
         jax.random.PRNGKey(0))
     step = make_train_step(family.phases(model), optax.constant_schedule(LR))
-    batch = {"x": _images(config, b)}  # [B, ...]
+    batch = _family_batch(kind, config, b)
     start = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=0).lower(state, batch).compile()
     compile_s = time.perf_counter() - start
@@ -170,21 +187,24 @@ def family_step(kind: str, name: str, config, b: int):
     return run, compile_s, b
 
 
-def vae_step(name: str, config, b: int, s: int, t: int):
-    return family_step("vae", name, config, b)
+def _family(kind: str) -> Callable:
+    """A step builder for the training core's family ``kind``."""
+    return lambda name, config, b, s, t: family_step(kind, name, config, b)
 
 
-def gan_step(name: str, config, b: int, s: int, t: int):
-    return family_step("gan", name, config, b)
-
-
-# module class name -> (step builder, unit of throughput)
+# module class name -> (step builder, unit of throughput); every registered module class
+# has a row (tests/benchmarks/test_train_step_bench.py checks).
 FAMILIES: dict[str, tuple[Callable, str]] = {
     "Seq2Seq": (seq2seq_step, "tokens"),
     "EncoderDecoder": (encoder_decoder_step, "tokens"),
     "DecoderLM": (lm_step, "tokens"),
-    "VAE": (vae_step, "examples"),
-    "GAN": (gan_step, "examples"),
+    "VAE": (_family("vae"), "examples"),
+    "GAN": (_family("gan"), "examples"),
+    "Classifier": (_family("classifier"), "examples"),
+    "PixelCNN": (_family("pixelcnn"), "examples"),
+    "RealNVP": (_family("flow"), "examples"),
+    "DDPM": (_family("diffusion"), "examples"),
+    "EBM": (_family("ebm"), "examples"),
 }
 
 
