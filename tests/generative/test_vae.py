@@ -81,6 +81,7 @@ def test_beta_weights_only_the_kl_term_of_the_loss():
                                          rel=1e-5)
 
 
+@pytest.mark.slow  # 20 s of enumerating every latent code: make test-all
 def test_elbo_is_a_lower_bound_of_the_exact_log_likelihood():
     """Two binary pixels, a 1-D latent: log p(x) by numerical integration over z."""
     config = VAEConfig(data_shape=(2,), latent_dim=1, architecture="mlp", hidden_dims=(16,))

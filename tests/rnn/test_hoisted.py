@@ -66,9 +66,12 @@ def _assert_close(a, b, tol):
 
 # Every cell bidirectional (both directions, reverse flips); two layers for the LSTM
 # (the second reads both directions of the first), both ways.
+# The other cells and the unidirectional stack in the slow tier (make test-all).
 @pytest.mark.parametrize(("cell", "bidirectional", "num_layers"),
-                         [("lstm", True, 2), ("lstm", False, 2), ("gru", True, 1),
-                          ("rnn", True, 1)])
+                         [("lstm", True, 2),
+                          pytest.param("lstm", False, 2, marks=pytest.mark.slow),
+                          pytest.param("gru", True, 1, marks=pytest.mark.slow),
+                          pytest.param("rnn", True, 1, marks=pytest.mark.slow)])
 def test_hoisted_stack_matches_flax_cells(cell, bidirectional, num_layers):
     x, weights = _inputs()
     lengths = jnp.asarray(LENGTHS)
@@ -88,6 +91,7 @@ def test_hoisted_stack_matches_flax_cells(cell, bidirectional, num_layers):
     assert float(jnp.abs(want[3]).max()) > 0  # the input gradient is not trivially zero
 
 
+@pytest.mark.slow  # make test-all
 @pytest.mark.parametrize("cell", ["lstm"])
 def test_hoisted_stack_matches_flax_cells_bfloat16(cell):
     x, weights = _inputs(seed=2)

@@ -308,6 +308,7 @@ def test_restore_from_another_run_continues_it_and_only_reads_it(finished_run, t
     assert _fingerprint(finished_run) == before
 
 
+@pytest.mark.slow  # a whole tiny run, 16 s: make test-all
 def test_bfloat16_compute_keeps_float32_params(tmp_path):
     config = _tiny(**{"model.dtype": "bfloat16", "train.num_train_steps": 2})
     result = train_and_evaluate(config, str(tmp_path))
