@@ -38,10 +38,12 @@ _PREFERENCES = {
 }
 
 # CPU: `blockwise` from 128 x 128 logits up. In the sweep of benchmarks/results/attention.md
-# (2 cores, B=4, N=8, H=64, T=S 128..8192) it is the fastest zoo kernel, or within 3% of `xla`,
-# in every cell: MHA and GQA, float32 and bfloat16, causal or not, forward and forward+backward.
-# (Until 2026-12-03 its float32 GQA backward was 1.3-1.5x slower than `xla`'s at T=S 512-2048,
-# and `auto` picked `xla` there; the key-major backward tiles removed that.)
+# (2 cores, B=4, N=8, H=64, T=S 128..8192) and in A/B re-timings of the cells where that loaded
+# sweep disagreed (2026-12-03), it is the fastest zoo kernel or within 10% of `xla` in every cell
+# from T=S=256 on: MHA and GQA, float32 and bfloat16, causal or not, forward and
+# forward+backward. At T=S=128 the two trade places between repeats. (Until 2026-12-03 its
+# float32 GQA backward was 1.3-1.5x slower than `xla`'s at T=S 512-2048, and `auto` picked
+# `xla` there; the key-major backward tiles removed that.)
 # Below the sweep's smallest cell `xla` stays the choice: blockwise's tiling has nothing to
 # save there, and ad hoc timings of decoding (T=1, S=1024..4096; 2026-12-03, loaded machine)
 # had `xla` ahead in forward+backward and level or ahead in the forward.
