@@ -11,6 +11,7 @@ must not pull in meshes or training code.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,26 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
     jax.distributed.initialize(address, num_processes=count, process_id=pid,
                                heartbeat_timeout_seconds=heartbeat_timeout_seconds,
                                initialization_timeout=initialization_timeout)
+    _no_persistent_cache_on_cpu()
     return True
+
+
+def _no_persistent_cache_on_cpu() -> None:
+    """Turn XLA's persistent compilation cache off for a multi-process CPU run.
+
+    With jax 0.10.2, processes that load a multi-process step from the cache
+    (written by an earlier run) hang, idle, at its first gloo collective; the
+    same run compiling afresh trains. Found when the two-process tests shared
+    the suite's cache (tests/train/test_multiprocess.py). Accelerators keep it.
+    """
+    if not jax.config.jax_compilation_cache_dir or jax.default_backend() != "cpu":
+        return
+    from jax.experimental.compilation_cache import compilation_cache
+    logging.warning("multi-process CPU run: XLA's persistent compilation cache (%s) is off; "
+                    "steps loaded from it hang at their first collective with jax %s",
+                    jax.config.jax_compilation_cache_dir, jax.__version__)
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
 
 
 def process_zero_first(what: str, make: Callable[[], Any]) -> Any:

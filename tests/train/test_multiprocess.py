@@ -31,9 +31,11 @@ from configs import date_seq2seq  # noqa: E402
 pytestmark = pytest.mark.slow  # processes of their own: make test-all (CI) runs them
 
 CONFIG = os.path.join(ROOT, "configs", "date_seq2seq.py:tiny")
-# A constant learning rate keeps the run length out of the compiled step, so both tests'
-# processes load the step the first one compiled from XLA's cache (tests/conftest.py). The
-# resume in this process (below) sets the same values.
+# A constant learning rate keeps the run length out of the compiled step: the first test's
+# processes would leave the second test's step in XLA's cache (tests/conftest.py), and loading
+# it there hangs both processes at the first collective. train.py turns the cache off for a
+# multi-process CPU run (zoo/distributed.py), so the second test fails (no training step within
+# 300 s) if that guard goes. The resume in this process (below) sets the same values.
 MESH = ["--config.mesh.shape=(1,2)", "--config.mesh.axes=('data','fsdp')",
         "--config.mesh.strategy=fsdp", "--config.optim.schedule=constant",
         "--config.train.progress_bar=False"]
