@@ -4,6 +4,7 @@ summary, and the event files' resume rules (no training here; the runs are test_
 import functools
 import glob
 import gzip
+import json
 import os
 
 import jax
@@ -65,14 +66,16 @@ def test_a_convolution_is_counted_like_xla_counts_it():
     assert telemetry.step_flops(valid, x, w) == _xla_flops(valid, x, w)
 
 
-def test_peak_flops_is_measured_once_and_cached(tmp_path, monkeypatch):
+def test_peak_flops_keeps_the_best_probe_this_machine_has_shown(tmp_path, monkeypatch):
     assert telemetry.peak_flops(3e12, cache_dir=str(tmp_path)) == 3e12  # configured: no probe
     assert not os.listdir(tmp_path)
-    calls = []
-    monkeypatch.setattr(telemetry, "_probe", lambda device: calls.append(device) or 5e10)
+    rates = iter([5e10, 2e10, 9e10])  # quiet, then beside another job, then quieter still
+    monkeypatch.setattr(telemetry, "_probe", lambda device: next(rates))
     assert telemetry.peak_flops(cache_dir=str(tmp_path)) == 5e10
-    assert telemetry.peak_flops(cache_dir=str(tmp_path)) == 5e10
-    assert len(calls) == 1 and os.path.exists(tmp_path / "peak_flops.json")
+    assert telemetry.peak_flops(cache_dir=str(tmp_path)) == 5e10  # a busy probe never lowers it
+    assert telemetry.peak_flops(cache_dir=str(tmp_path)) == 9e10
+    (key,) = json.load(open(tmp_path / "peak_flops.json"))
+    assert json.load(open(tmp_path / "peak_flops.json"))[key] == 9e10
 
 
 def test_the_probe_measures_a_plausible_rate():
