@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
+from jax.experimental.compilation_cache import compilation_cache
 
 ENV = {"coordinator_address": "JAX_COORDINATOR_ADDRESS", "num_processes": "JAX_NUM_PROCESSES",
        "process_id": "JAX_PROCESS_ID"}
@@ -57,7 +58,6 @@ def _no_persistent_cache_on_cpu() -> None:
     """
     if not jax.config.jax_compilation_cache_dir or jax.default_backend() != "cpu":
         return
-    from jax.experimental.compilation_cache import compilation_cache
     logging.warning("multi-process CPU run: XLA's persistent compilation cache (%s) is off; "
                     "steps loaded from it hang at their first collective with jax %s",
                     jax.config.jax_compilation_cache_dir, jax.__version__)
